@@ -1,0 +1,1034 @@
+//! The event loop: ready queue, timer heap, lifecycle, and the callbacks API
+//! (CPython's `base_events.py`).
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BinaryHeap, VecDeque};
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe, Location};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use futures_util::task::AtomicWaker;
+
+use crate::coroutines;
+use crate::events::{
+    self, check_delay, AbstractEventLoop, CallbackResult, Delay, Handle, TimerHandle,
+};
+use crate::exception_context::{ContextValue, ExceptionContext, ExceptionHandler};
+use crate::exceptions::{Error, Result};
+use crate::executor::{Executor, ThreadPoolExecutor};
+use crate::slots::{SlotKey, Slots};
+use crate::tasks::TaskFactory;
+
+/// Timers with more entries than this are candidates for a full purge.
+const MIN_SCHEDULED_TIMER_HANDLES: usize = 100;
+/// Purge the heap when more than this fraction of its timers is cancelled.
+const MIN_CANCELLED_TIMER_HANDLES_FRACTION: f64 = 0.5;
+/// `time.get_clock_info('monotonic').resolution` on Linux.
+const CLOCK_RESOLUTION: f64 = 1e-9;
+/// Loop iterations run back to back before the reactor is polled for I/O
+/// while callbacks keep arriving (CPython polls on every iteration; polling
+/// every few dozen keeps the same order and saves the system calls).
+const ITERATIONS_PER_POLL: u32 = 61;
+
+static NEXT_LOOP_ID: AtomicU64 = AtomicU64::new(1);
+
+/// An entry of the ready queue.
+pub(crate) enum Ready {
+    /// A `call_soon` callback.
+    Handle(Handle),
+    /// A task step or other schedulable object, by key.
+    Slot(SlotKey),
+    /// A `call_soon_threadsafe` callback.
+    Threadsafe(Arc<ThreadsafeCall>),
+}
+
+/// A callback sent from another thread.
+pub(crate) struct ThreadsafeCall {
+    cancelled: AtomicBool,
+    callback: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    name: &'static str,
+}
+
+enum Injected {
+    Wake(SlotKey),
+    Call(Arc<ThreadsafeCall>),
+}
+
+/// The part of a loop other threads can reach.
+pub(crate) struct LoopShared {
+    id: u64,
+    injected: Mutex<Vec<Injected>>,
+    has_injected: AtomicBool,
+    waker: AtomicWaker,
+    closed: AtomicBool,
+}
+
+impl LoopShared {
+    fn inject(&self, item: Injected) -> bool {
+        {
+            let mut q = self.injected.lock().unwrap_or_else(|p| p.into_inner());
+            if self.closed.load(Ordering::Acquire) {
+                return false;
+            }
+            q.push(item);
+            self.has_injected.store(true, Ordering::Release);
+        }
+        self.waker.wake();
+        true
+    }
+
+    pub(crate) fn inject_wake(&self, key: SlotKey) {
+        self.inject(Injected::Wake(key));
+    }
+}
+
+struct TimerEntry {
+    when: f64,
+    seq: u64,
+    handle: Handle,
+}
+
+impl PartialEq for TimerEntry {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+impl Eq for TimerEntry {}
+impl PartialOrd for TimerEntry {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for TimerEntry {
+    // Reversed: BinaryHeap is a max-heap and the earliest deadline must be on top.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other
+            .when
+            .total_cmp(&self.when)
+            .then_with(|| other.seq.cmp(&self.seq))
+    }
+}
+
+pub(crate) struct LoopInner {
+    pub(crate) id: u64,
+    ready: RefCell<VecDeque<Ready>>,
+    scheduled: RefCell<BinaryHeap<TimerEntry>>,
+    timer_cancelled_count: Cell<usize>,
+    timer_seq: Cell<u64>,
+    stopping: Cell<bool>,
+    running: Cell<bool>,
+    /// `true` while the loop's own driver is being polled, i.e. while the
+    /// loop will look at the ready queue again before it sleeps.
+    polling: Cell<bool>,
+    closed: Cell<bool>,
+    debug: Cell<bool>,
+    slow_callback_duration: Cell<f64>,
+    /// In debug mode, where the callback now running was created.
+    current_handle: Cell<Option<&'static Location<'static>>>,
+    driver_waker: RefCell<Option<Waker>>,
+    pub(crate) exception_handler: RefCell<Option<ExceptionHandler>>,
+    pub(crate) task_factory: RefCell<Option<Rc<dyn TaskFactory>>>,
+    pub(crate) slots: RefCell<Slots>,
+    pub(crate) shared: Arc<LoopShared>,
+    pub(crate) next_callback_id: Cell<u64>,
+    default_executor: RefCell<Option<Arc<dyn Executor>>>,
+    executor_shutdown_called: Cell<bool>,
+    pub(crate) asyncgens: RefCell<crate::asyncgen::AsyncGenRegistry>,
+    pub(crate) asyncgens_shutdown_called: Cell<bool>,
+    backend: Box<dyn AbstractEventLoop>,
+    this: std::rc::Weak<LoopInner>,
+}
+
+/// An asyncio event loop (Python's `asyncio.AbstractEventLoop` as users see it).
+///
+/// `EventLoop` is a cheap, cloneable handle bound to the thread that made it
+/// (`!Send`, like Python loops are thread-bound). It schedules callbacks and
+/// task steps exactly as CPython's `BaseEventLoop` does — one FIFO ready queue,
+/// one timer heap, batches per iteration — and drives an implementation of
+/// [`AbstractEventLoop`] (the Tokio one by default) for I/O.
+///
+/// Other threads reach a loop through [`EventLoop::threadsafe`].
+///
+/// ```
+/// use std::cell::RefCell;
+/// use std::rc::Rc;
+///
+/// let loop_ = asyncio_core::testing::new_test_loop();
+/// let seen = Rc::new(RefCell::new(Vec::new()));
+/// for i in 0..3 {
+///     let seen = seen.clone();
+///     loop_.call_soon(move || seen.borrow_mut().push(i))?;
+/// }
+/// let l = loop_.clone();
+/// loop_.call_soon(move || l.stop())?;
+/// loop_.run_forever()?;
+/// assert_eq!(*seen.borrow(), [0, 1, 2]);
+/// loop_.close()?;
+/// # Ok::<(), asyncio_core::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct EventLoop {
+    pub(crate) inner: Rc<LoopInner>,
+}
+
+impl EventLoop {
+    /// A new loop driven by `implementation`. Debug mode starts on when the
+    /// `ASYNCIO_DEBUG` environment variable is set to a non-empty value other
+    /// than `0` (Python's `PYTHONASYNCIODEBUG`).
+    pub fn new(implementation: impl AbstractEventLoop) -> EventLoop {
+        let id = NEXT_LOOP_ID.fetch_add(1, Ordering::Relaxed);
+        let shared = Arc::new(LoopShared {
+            id,
+            injected: Mutex::new(Vec::new()),
+            has_injected: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+            closed: AtomicBool::new(false),
+        });
+        EventLoop {
+            inner: Rc::new_cyclic(|this| LoopInner {
+                this: this.clone(),
+                id,
+                ready: RefCell::new(VecDeque::with_capacity(64)),
+                scheduled: RefCell::new(BinaryHeap::new()),
+                timer_cancelled_count: Cell::new(0),
+                timer_seq: Cell::new(0),
+                stopping: Cell::new(false),
+                running: Cell::new(false),
+                polling: Cell::new(false),
+                closed: Cell::new(false),
+                debug: Cell::new(coroutines::debug_from_env()),
+                slow_callback_duration: Cell::new(0.1),
+                current_handle: Cell::new(None),
+                driver_waker: RefCell::new(None),
+                exception_handler: RefCell::new(None),
+                task_factory: RefCell::new(None),
+                slots: RefCell::new(Slots::default()),
+                shared,
+                next_callback_id: Cell::new(1),
+                default_executor: RefCell::new(None),
+                executor_shutdown_called: Cell::new(false),
+                asyncgens: RefCell::new(Default::default()),
+                asyncgens_shutdown_called: Cell::new(false),
+                backend: Box::new(implementation),
+            }),
+        }
+    }
+
+    /// The implementation under this loop, if it is an `I`.
+    pub fn implementation<I: AbstractEventLoop>(&self) -> Option<&I> {
+        self.inner.backend.as_any().downcast_ref::<I>()
+    }
+
+    /// `true` if both handles refer to the same loop (Python's `is`).
+    pub fn ptr_eq(&self, other: &EventLoop) -> bool {
+        Rc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    // ----- lifecycle -----
+
+    /// Runs the loop until [`stop`](EventLoop::stop) is called.
+    ///
+    /// Errors: `"Event loop is closed"`, `"This event loop is already running"`,
+    /// `"Cannot run the event loop while another loop is running"`.
+    pub fn run_forever(&self) -> Result<()> {
+        self.check_closed()?;
+        self.check_running()?;
+        let inner = &self.inner;
+        let previous = events::_set_running_loop(Some(self.clone()));
+        inner.running.set(true);
+        let result = inner
+            .backend
+            .block_on(&mut |cx: &mut Context<'_>| inner.drive(cx));
+        inner.running.set(false);
+        inner.stopping.set(false);
+        inner.polling.set(false);
+        *inner.driver_waker.borrow_mut() = None;
+        events::_set_running_loop(previous);
+        result
+    }
+
+    /// Runs the loop until `future` is done and returns its result.
+    ///
+    /// A Rust future (a coroutine) is wrapped in a task first, as in Python.
+    ///
+    /// Errors: those of [`run_forever`](EventLoop::run_forever), and
+    /// `"Event loop stopped before Future completed."` if the loop was stopped
+    /// first.
+    #[track_caller]
+    pub fn run_until_complete<T: 'static, A>(&self, future: A) -> Result<T>
+    where
+        A: crate::futures::Awaitable<T>,
+    {
+        self.check_closed()?;
+        self.check_running()?;
+        let (future, owned) = future.into_asyncio_future(self)?;
+        if owned {
+            if let Some(task) = future.as_task_state() {
+                // The caller sees the error if the task does not finish.
+                task.log_destroy_pending.set(false);
+            }
+        }
+        let id = future.add_done_callback(|fut: &crate::futures::Future<T>| {
+            if !fut.cancelled() {
+                if let Ok(Some(e)) = fut.exception() {
+                    if e.kind() == crate::ErrorKind::KeyboardInterrupt {
+                        return;
+                    }
+                }
+            }
+            fut.get_loop().stop();
+        });
+        let run = self.run_forever();
+        future.remove_done_callback(id);
+        if let Err(e) = run {
+            if owned && future.done() && !future.cancelled() {
+                let _ = future.exception();
+            }
+            return Err(e);
+        }
+        if !future.done() {
+            return Err(Error::runtime("Event loop stopped before Future completed."));
+        }
+        A::extract(&future, owned)
+    }
+
+    /// Stops the loop after the current iteration; callbacks scheduled during
+    /// it run on the next `run_forever`. Called before `run_forever`, it makes
+    /// the loop run exactly one iteration without waiting for I/O.
+    pub fn stop(&self) {
+        self.inner.stopping.set(true);
+        self.inner.wake_driver_if_idle();
+    }
+
+    /// `true` while the loop runs.
+    pub fn is_running(&self) -> bool {
+        self.inner.running.get()
+    }
+
+    /// `true` once [`close`](EventLoop::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.get()
+    }
+
+    /// Closes the loop: pending callbacks and timers are dropped, tasks still
+    /// pending are reported (`"Task was destroyed but it is pending!"`) and
+    /// dropped, and the default executor is shut down without waiting.
+    /// Idempotent. Errors with `"Cannot close a running event loop"`.
+    pub fn close(&self) -> Result<()> {
+        let inner = &self.inner;
+        if inner.running.get() {
+            return Err(Error::runtime("Cannot close a running event loop"));
+        }
+        if inner.closed.get() {
+            return Ok(());
+        }
+        if inner.debug.get() {
+            tracing::debug!(target: "asyncio", "Close {:?}", self);
+        }
+        inner.closed.set(true);
+        {
+            // Stop accepting work from other threads, and drop what came in.
+            let mut q = inner.shared.injected.lock().unwrap_or_else(|p| p.into_inner());
+            inner.shared.closed.store(true, Ordering::Release);
+            let dropped = std::mem::take(&mut *q);
+            drop(q);
+            drop(dropped);
+        }
+        let ready = std::mem::take(&mut *inner.ready.borrow_mut());
+        drop(ready);
+        let timers = std::mem::take(&mut *inner.scheduled.borrow_mut());
+        for t in &timers {
+            t.handle.cell.scheduled.set(false);
+        }
+        drop(timers);
+        inner.timer_cancelled_count.set(0);
+        let pending = inner.slots.borrow_mut().take_all();
+        for runnable in pending {
+            runnable.abandon();
+        }
+        inner.executor_shutdown_called.set(true);
+        let executor = inner.default_executor.borrow_mut().take();
+        if let Some(executor) = executor {
+            executor.shutdown(false);
+        }
+        inner.backend.close();
+        Ok(())
+    }
+
+    /// Closes every live [`AsyncGenerator`](crate::AsyncGenerator) of this loop;
+    /// failures go to the exception handler (key `asyncgen`).
+    pub async fn shutdown_asyncgens(&self) -> Result<()> {
+        crate::asyncgen::shutdown_asyncgens(self).await
+    }
+
+    /// Shuts the default executor down and waits (up to `timeout`, 300 s in
+    /// `asyncio.run`) for its threads to finish, warning if they do not.
+    pub async fn shutdown_default_executor(&self, timeout: Option<f64>) -> Result<()> {
+        self.inner.executor_shutdown_called.set(true);
+        let executor = self.inner.default_executor.borrow_mut().take();
+        let Some(executor) = executor else {
+            return Ok(());
+        };
+        let fut = crate::futures::Future::<()>::new(self);
+        let completer = fut.remote_completer()?;
+        let joiner = std::thread::Builder::new()
+            .name("asyncio-executor-shutdown".into())
+            .spawn(move || {
+                executor.shutdown(true);
+                completer.complete(Ok(()));
+            })
+            .map_err(Error::from)?;
+        let waited = match timeout {
+            Some(t) => crate::timeouts::wait_for(fut.clone(), t).await,
+            None => (&fut).await,
+        };
+        match waited {
+            Ok(()) => {
+                let _ = joiner.join();
+                Ok(())
+            }
+            Err(e) if e.is_timeout() => {
+                tracing::warn!(
+                    target: "asyncio",
+                    "The executor did not finishing joining its threads within {} seconds.",
+                    crate::format_helpers::py_float(timeout.unwrap_or(0.0))
+                );
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    // ----- debugging -----
+
+    /// Turns debug mode on or off (slow-callback warnings, creation locations).
+    pub fn set_debug(&self, enabled: bool) {
+        self.inner.debug.set(enabled);
+    }
+
+    /// `true` in debug mode.
+    pub fn get_debug(&self) -> bool {
+        self.inner.debug.get()
+    }
+
+    /// Callbacks running longer than this (seconds, default 0.1) are logged in
+    /// debug mode: `Executing <Handle …> took 0.123 seconds`.
+    pub fn slow_callback_duration(&self) -> f64 {
+        self.inner.slow_callback_duration.get()
+    }
+
+    /// Sets [`slow_callback_duration`](EventLoop::slow_callback_duration).
+    pub fn set_slow_callback_duration(&self, seconds: impl Delay) {
+        self.inner.slow_callback_duration.set(seconds.as_secs());
+    }
+
+    // ----- scheduling callbacks -----
+
+    /// Schedules `callback` to run on the next iteration, after the callbacks
+    /// already scheduled (FIFO). A callback may return `()` or `Result<()>`;
+    /// an error or a panic goes to the exception handler and the loop goes on.
+    #[track_caller]
+    pub fn call_soon<F, R>(&self, callback: F) -> Result<Handle>
+    where
+        F: FnOnce() -> R + 'static,
+        R: CallbackResult + 'static,
+    {
+        self.check_closed()?;
+        let handle = Handle::new(callback, self.inner.debug.get(), None);
+        self.inner.push_ready(Ready::Handle(handle.clone()));
+        Ok(handle)
+    }
+
+    /// Schedules `callback` to run after `delay` (seconds or a `Duration`).
+    #[track_caller]
+    pub fn call_later<F, R>(&self, delay: impl Delay, callback: F) -> Result<TimerHandle>
+    where
+        F: FnOnce() -> R + 'static,
+        R: CallbackResult + 'static,
+    {
+        let delay = check_delay(delay.as_secs())?;
+        self.call_at(self.time() + delay, callback)
+    }
+
+    /// Schedules `callback` to run at `when`, in [`time`](EventLoop::time) seconds.
+    #[track_caller]
+    pub fn call_at<F, R>(&self, when: f64, callback: F) -> Result<TimerHandle>
+    where
+        F: FnOnce() -> R + 'static,
+        R: CallbackResult + 'static,
+    {
+        if when.is_nan() {
+            return Err(Error::value("Invalid when: NaN (not a number)"));
+        }
+        self.check_closed()?;
+        let handle = Handle::new(callback, self.inner.debug.get(), Some((when, &self.inner)));
+        self.inner.push_timer(handle.clone(), when);
+        Ok(TimerHandle { handle })
+    }
+
+    /// The loop's clock: seconds (as `f64`) on a monotonic clock.
+    pub fn time(&self) -> f64 {
+        events::monotonic()
+    }
+
+    /// A `Send + Sync` handle through which other threads schedule work on
+    /// this loop (`call_soon_threadsafe`, `run_coroutine_threadsafe`).
+    pub fn threadsafe(&self) -> ThreadsafeLoop {
+        ThreadsafeLoop {
+            shared: self.inner.shared.clone(),
+        }
+    }
+
+    /// Like [`call_soon`](EventLoop::call_soon), for a `Send` callback; the
+    /// same as calling it through [`threadsafe`](EventLoop::threadsafe).
+    pub fn call_soon_threadsafe<F, R>(&self, callback: F) -> Result<ThreadsafeHandle>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: CallbackResult + 'static,
+    {
+        self.threadsafe().call_soon_threadsafe(callback)
+    }
+
+    // ----- executor -----
+
+    /// Sets the executor `run_in_executor(None, …)` uses.
+    pub fn set_default_executor(&self, executor: impl Executor) {
+        *self.inner.default_executor.borrow_mut() = Some(Arc::new(executor));
+    }
+
+    /// Runs `func` in `executor` (the default thread pool when `None`) and
+    /// returns a future for its result. A panic in `func` comes back as an
+    /// error of kind [`Panic`](crate::ErrorKind::Panic).
+    ///
+    /// Errors: `"Event loop is closed"`; `"Executor shutdown has been called"`
+    /// after `shutdown_default_executor()` or `close()`.
+    #[track_caller]
+    pub fn run_in_executor<F, T>(
+        &self,
+        executor: Option<&dyn Executor>,
+        func: F,
+    ) -> Result<crate::futures::Future<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.check_closed()?;
+        let default;
+        let executor: &dyn Executor = match executor {
+            Some(e) => e,
+            None => {
+                if self.inner.executor_shutdown_called.get() {
+                    return Err(Error::runtime("Executor shutdown has been called"));
+                }
+                default = self.default_executor();
+                &*default
+            }
+        };
+        let fut = crate::futures::Future::<T>::new(self);
+        let completer = fut.remote_completer()?;
+        executor.submit(Box::new(move || {
+            let outcome = catch_unwind(AssertUnwindSafe(func)).map_err(|p| Error::panic(&*p));
+            completer.complete(outcome);
+        }))?;
+        Ok(fut)
+    }
+
+    fn default_executor(&self) -> Arc<dyn Executor> {
+        let mut slot = self.inner.default_executor.borrow_mut();
+        slot.get_or_insert_with(|| {
+            Arc::new(ThreadPoolExecutor::with_thread_name_prefix(
+                None,
+                "asyncio",
+            ))
+        })
+        .clone()
+    }
+
+    // ----- error handling -----
+
+    /// Sets the handler for errors no one else catches (`None` restores the default).
+    pub fn set_exception_handler<F>(&self, handler: Option<F>)
+    where
+        F: Fn(&EventLoop, &ExceptionContext) + 'static,
+    {
+        *self.inner.exception_handler.borrow_mut() = handler.map(|h| Rc::new(h) as ExceptionHandler);
+    }
+
+    /// Sets the handler from a shared handler value (as returned by
+    /// [`get_exception_handler`](EventLoop::get_exception_handler)).
+    pub fn set_exception_handler_rc(&self, handler: Option<ExceptionHandler>) {
+        *self.inner.exception_handler.borrow_mut() = handler;
+    }
+
+    /// The current exception handler, `None` for the default.
+    pub fn get_exception_handler(&self) -> Option<ExceptionHandler> {
+        self.inner.exception_handler.borrow().clone()
+    }
+
+    /// The default handler: logs the message, then `key: value` for the other
+    /// keys in sorted order, then the error, through `tracing` at ERROR level.
+    pub fn default_exception_handler(&self, context: &ExceptionContext) {
+        let mut context = context.clone();
+        if context.get("source_traceback").is_none() {
+            if let Some(location) = self.inner.current_handle.get() {
+                context.set("handle_traceback", ContextValue::Location(location));
+            }
+        }
+        let text = context.render();
+        tracing::error!(target: "asyncio", "{}", text);
+    }
+
+    /// Calls the current exception handler with `context`. A handler that
+    /// panics is reported through the default handler with the message
+    /// `"Unhandled error in exception handler"`.
+    pub fn call_exception_handler(&self, context: ExceptionContext) {
+        let handler = self.inner.exception_handler.borrow().clone();
+        match handler {
+            None => {
+                if catch_unwind(AssertUnwindSafe(|| self.default_exception_handler(&context)))
+                    .is_err()
+                {
+                    tracing::error!(target: "asyncio", "Exception in default exception handler");
+                }
+            }
+            Some(handler) => {
+                let outcome = catch_unwind(AssertUnwindSafe(|| handler(self, &context)));
+                if let Err(payload) = outcome {
+                    let mut report =
+                        ExceptionContext::new("Unhandled error in exception handler");
+                    report.exception = Some(Error::panic(&*payload));
+                    report.set("context", ContextValue::Text(context.repr()));
+                    if catch_unwind(AssertUnwindSafe(|| self.default_exception_handler(&report)))
+                        .is_err()
+                    {
+                        tracing::error!(
+                            target: "asyncio",
+                            "Exception in default exception handler while handling an \
+                             unexpected error in custom exception handler"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    // ----- checks -----
+
+    pub(crate) fn check_closed(&self) -> Result<()> {
+        if self.inner.closed.get() {
+            return Err(Error::runtime("Event loop is closed"));
+        }
+        Ok(())
+    }
+
+    fn check_running(&self) -> Result<()> {
+        if self.is_running() {
+            return Err(Error::runtime("This event loop is already running"));
+        }
+        if events::_get_running_loop().is_some() {
+            return Err(Error::runtime(
+                "Cannot run the event loop while another loop is running",
+            ));
+        }
+        Ok(())
+    }
+
+    /// How many callbacks wait in the ready queue (for tests and diagnostics).
+    pub fn ready_len(&self) -> usize {
+        self.inner.ready.borrow().len()
+    }
+
+    /// How many timers are in the heap, cancelled ones included.
+    pub fn scheduled_len(&self) -> usize {
+        self.inner.scheduled.borrow().len()
+    }
+}
+
+impl fmt::Debug for EventLoop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "<{} running={} closed={} debug={}>",
+            self.inner.backend.name(),
+            if self.is_running() { "True" } else { "False" },
+            if self.is_closed() { "True" } else { "False" },
+            if self.get_debug() { "True" } else { "False" },
+        )
+    }
+}
+
+impl LoopInner {
+    pub(crate) fn push_ready(&self, item: Ready) {
+        self.ready.borrow_mut().push_back(item);
+        self.wake_driver_if_idle();
+    }
+
+    /// Wakes the driver when work arrives while it is not being polled
+    /// (from a Tokio task or callback of the same thread).
+    fn wake_driver_if_idle(&self) {
+        if self.running.get() && !self.polling.get() {
+            if let Some(w) = self.driver_waker.borrow().as_ref() {
+                w.wake_by_ref();
+            }
+        }
+    }
+
+    fn push_timer(&self, handle: Handle, when: f64) {
+        handle.cell.scheduled.set(true);
+        let seq = self.timer_seq.get();
+        self.timer_seq.set(seq + 1);
+        self.scheduled.borrow_mut().push(TimerEntry { when, seq, handle });
+        self.wake_driver_if_idle();
+    }
+
+    pub(crate) fn timer_handle_cancelled(&self) {
+        self.timer_cancelled_count
+            .set(self.timer_cancelled_count.get() + 1);
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+
+    pub(crate) fn debug(&self) -> bool {
+        self.debug.get()
+    }
+
+    /// `call_soon` for the library's own callbacks (done callbacks); a closed
+    /// loop silently drops them, since they could never run.
+    #[track_caller]
+    pub(crate) fn call_soon_internal<F: FnOnce() + 'static>(&self, callback: F) {
+        if self.closed.get() {
+            return;
+        }
+        let handle = Handle::new(callback, self.debug.get(), None);
+        self.push_ready(Ready::Handle(handle));
+    }
+
+    fn purge_timers(&self) {
+        let mut heap = self.scheduled.borrow_mut();
+        let count = heap.len();
+        let cancelled = self.timer_cancelled_count.get();
+        if count > MIN_SCHEDULED_TIMER_HANDLES
+            && cancelled as f64 / count as f64 > MIN_CANCELLED_TIMER_HANDLES_FRACTION
+        {
+            heap.retain(|entry| {
+                if entry.handle.cancelled() {
+                    entry.handle.cell.scheduled.set(false);
+                    false
+                } else {
+                    true
+                }
+            });
+            self.timer_cancelled_count.set(0);
+        } else {
+            while heap.peek().is_some_and(|top| top.handle.cancelled()) {
+                if let Some(entry) = heap.pop() {
+                    entry.handle.cell.scheduled.set(false);
+                }
+                self.timer_cancelled_count
+                    .set(self.timer_cancelled_count.get().saturating_sub(1));
+            }
+        }
+    }
+
+    fn drain_injected(&self) {
+        if !self.shared.has_injected.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let batch = {
+            let mut q = self.shared.injected.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::take(&mut *q)
+        };
+        let mut ready = self.ready.borrow_mut();
+        for item in batch {
+            ready.push_back(match item {
+                Injected::Wake(key) => Ready::Slot(key),
+                Injected::Call(call) => Ready::Threadsafe(call),
+            });
+        }
+    }
+
+    /// One poll of the loop's driver: runs iterations of `_run_once` until the
+    /// loop must wait (`Pending`) or stops (`Ready`).
+    fn drive(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.polling.set(true);
+        {
+            let mut w = self.driver_waker.borrow_mut();
+            if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *w = Some(cx.waker().clone());
+            }
+        }
+        // A remote wake consumes the registration, so renew it every time.
+        self.shared.waker.register(cx.waker());
+        let mut iterations = 0;
+        let outcome = loop {
+            self.drain_injected();
+            self.purge_timers();
+            if self.ready.borrow().is_empty() && !self.stopping.get() {
+                let next = self.scheduled.borrow().peek().map(|t| t.when);
+                let wait = match next {
+                    Some(when) => self
+                        .backend
+                        .poll_deadline(events::instant_at(when), cx)
+                        .is_pending(),
+                    None => true,
+                };
+                if wait {
+                    // A wake from another thread may have landed after the
+                    // drain above; the registered waker has then fired.
+                    if !self.shared.has_injected.load(Ordering::Acquire) {
+                        break Poll::Pending;
+                    }
+                    continue;
+                }
+            }
+            self.run_timers();
+            self.run_ready();
+            if self.stopping.get() {
+                self.stopping.set(false);
+                break Poll::Ready(());
+            }
+            iterations += 1;
+            if iterations >= ITERATIONS_PER_POLL {
+                cx.waker().wake_by_ref();
+                break Poll::Pending;
+            }
+        };
+        self.polling.set(false);
+        outcome
+    }
+
+    fn run_timers(&self) {
+        let mut heap = self.scheduled.borrow_mut();
+        if heap.is_empty() {
+            return;
+        }
+        let end_time = events::monotonic() + CLOCK_RESOLUTION;
+        let mut ready = self.ready.borrow_mut();
+        while heap.peek().is_some_and(|top| top.when < end_time) {
+            if let Some(entry) = heap.pop() {
+                entry.handle.cell.scheduled.set(false);
+                ready.push_back(Ready::Handle(entry.handle));
+            }
+        }
+    }
+
+    fn run_ready(&self) {
+        let ntodo = self.ready.borrow().len();
+        for _ in 0..ntodo {
+            let Some(item) = self.ready.borrow_mut().pop_front() else {
+                break;
+            };
+            if self.debug.get() {
+                self.run_ready_item_debug(item);
+            } else {
+                self.run_ready_item(item);
+            }
+        }
+    }
+
+    fn run_ready_item(&self, item: Ready) {
+        match item {
+            Ready::Handle(handle) => {
+                if !handle.cancelled() {
+                    self.run_handle(&handle);
+                }
+            }
+            Ready::Slot(key) => {
+                let runnable = self.slots.borrow().get(key);
+                if let Some(runnable) = runnable {
+                    runnable.run();
+                }
+            }
+            Ready::Threadsafe(call) => {
+                if call.cancelled.load(Ordering::Acquire) {
+                    return;
+                }
+                let callback = call
+                    .callback
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take();
+                if let Some(callback) = callback {
+                    if let Err(payload) = catch_unwind(AssertUnwindSafe(callback)) {
+                        let mut ctx =
+                            ExceptionContext::new(format!("Exception in callback {}()", call.name));
+                        ctx.exception = Some(Error::panic(&*payload));
+                        self.report(ctx);
+                    }
+                }
+            }
+        }
+    }
+
+    fn run_ready_item_debug(&self, item: Ready) {
+        let (repr, location) = match &item {
+            Ready::Handle(h) => (format!("{h:?}"), Some(h.cell.location)),
+            Ready::Slot(key) => {
+                let runnable = self.slots.borrow().get(*key);
+                match runnable.and_then(|r| r.as_task()) {
+                    Some(task) => (format!("<Handle Task.task_wakeup() for {task:?}>"), None),
+                    None => ("<Handle>".to_owned(), None),
+                }
+            }
+            Ready::Threadsafe(c) => (format!("<Handle {}()>", c.name), None),
+        };
+        self.current_handle.set(location);
+        let t0 = events::monotonic();
+        self.run_ready_item(item);
+        let dt = events::monotonic() - t0;
+        self.current_handle.set(None);
+        if dt >= self.slow_callback_duration.get() {
+            tracing::warn!(target: "asyncio", "Executing {} took {:.3} seconds", repr, dt);
+        }
+    }
+
+    fn run_handle(&self, handle: &Handle) {
+        let outcome = catch_unwind(AssertUnwindSafe(|| handle.cell.callback.call()));
+        let error = match outcome {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e,
+            Err(payload) => Error::panic(&*payload),
+        };
+        let mut ctx = ExceptionContext::new(format!(
+            "Exception in callback {}()",
+            handle.cell.callback.name()
+        ));
+        ctx.exception = Some(error);
+        ctx.set("handle", ContextValue::Handle(handle.clone()));
+        if handle.cell.debug {
+            ctx.set(
+                "source_traceback",
+                ContextValue::Location(handle.cell.location),
+            );
+        }
+        self.report(ctx);
+    }
+
+    /// Calls the exception handler of this loop (nothing once the loop is
+    /// being dropped).
+    pub(crate) fn report(&self, ctx: ExceptionContext) {
+        if let Some(inner) = self.this.upgrade() {
+            EventLoop { inner }.call_exception_handler(ctx);
+        }
+    }
+}
+
+/// A `Send + Sync` handle to an event loop, for other threads.
+///
+/// ```
+/// let loop_ = asyncio_core::testing::new_test_loop();
+/// let remote = loop_.threadsafe();
+/// let worker = std::thread::spawn(move || {
+///     remote.call_soon_threadsafe(|| println!("hello from the loop thread")).unwrap();
+///     remote.stop();
+/// });
+/// loop_.run_forever()?;
+/// worker.join().unwrap();
+/// # Ok::<(), asyncio_core::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct ThreadsafeLoop {
+    pub(crate) shared: Arc<LoopShared>,
+}
+
+impl ThreadsafeLoop {
+    /// Schedules `callback` on the loop from any thread and wakes the loop.
+    /// Errors with `"Event loop is closed"` once the loop is closed.
+    pub fn call_soon_threadsafe<F, R>(&self, callback: F) -> Result<ThreadsafeHandle>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: CallbackResult + 'static,
+    {
+        let name = events::callback_name::<F>();
+        let call = Arc::new(ThreadsafeCall {
+            cancelled: AtomicBool::new(false),
+            callback: Mutex::new(Some(Box::new(move || {
+                if let Err(e) = callback().into_result() {
+                    // Report through a panic-free path: the loop thread
+                    // picks the error up from the running loop.
+                    if let Some(l) = events::_get_running_loop() {
+                        let mut ctx =
+                            ExceptionContext::new(format!("Exception in callback {name}()"));
+                        ctx.exception = Some(e);
+                        l.call_exception_handler(ctx);
+                    }
+                }
+            }))),
+            name,
+        });
+        if !self.shared.inject(Injected::Call(call.clone())) {
+            return Err(Error::runtime("Event loop is closed"));
+        }
+        Ok(ThreadsafeHandle { call })
+    }
+
+    /// Stops the loop (like `loop.call_soon_threadsafe(loop.stop)`).
+    pub fn stop(&self) {
+        let _ = self.call_soon_threadsafe(|| {
+            if let Some(l) = events::_get_running_loop() {
+                l.stop();
+            }
+        });
+    }
+
+    /// `true` once the loop is closed.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// `true` if `loop_` is the loop behind this handle.
+    pub fn is_loop(&self, loop_: &EventLoop) -> bool {
+        self.shared.id == loop_.inner.id
+    }
+}
+
+impl fmt::Debug for ThreadsafeLoop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadsafeLoop")
+            .field("id", &self.shared.id)
+            .finish()
+    }
+}
+
+/// The handle `call_soon_threadsafe` returns; `Send + Sync`.
+#[derive(Clone)]
+pub struct ThreadsafeHandle {
+    call: Arc<ThreadsafeCall>,
+}
+
+impl ThreadsafeHandle {
+    /// Cancels the callback if it has not started.
+    pub fn cancel(&self) {
+        self.call.cancelled.store(true, Ordering::Release);
+        let cb = self
+            .call
+            .callback
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        drop(cb);
+    }
+
+    /// `true` if [`cancel`](ThreadsafeHandle::cancel) was called.
+    pub fn cancelled(&self) -> bool {
+        self.call.cancelled.load(Ordering::Acquire)
+    }
+}
+
+impl fmt::Debug for ThreadsafeHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.cancelled() {
+            write!(f, "<Handle cancelled>")
+        } else {
+            write!(f, "<Handle {}()>", self.call.name)
+        }
+    }
+}
+
+/// Where code was when it created something: shown by debug-mode reports.
+pub type SourceLocation = &'static Location<'static>;

@@ -1,0 +1,1012 @@
+//! `asyncio.Future`: a result that will be set later (CPython's `futures.py`).
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::future::IntoFuture;
+use std::panic::Location;
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use crate::base_events::{EventLoop, LoopInner};
+use crate::slots::{Runnable, SlotKey, SlotWaker};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use crate::exception_context::{ContextValue, ExceptionContext};
+use crate::exceptions::{Error, Result};
+use crate::tasks::{self, TaskState};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum FutState {
+    Pending,
+    Cancelled,
+    Finished,
+}
+
+impl FutState {
+    fn lower(self) -> &'static str {
+        match self {
+            FutState::Pending => "pending",
+            FutState::Cancelled => "cancelled",
+            FutState::Finished => "finished",
+        }
+    }
+}
+
+/// Identifies a done callback, for [`Future::remove_done_callback`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct CallbackId(u64);
+
+type DoneCallback<T> = Box<dyn FnOnce(&Future<T>)>;
+
+enum Waiter<T: 'static> {
+    Done(CallbackId, &'static str, DoneCallback<T>),
+    Wake(Waker),
+}
+
+/// The state every future and task shares.
+pub(crate) struct FutureCore<T: 'static> {
+    pub(crate) loop_: Rc<LoopInner>,
+    pub(crate) state: Cell<FutState>,
+    result: RefCell<Option<Result<T>>>,
+    waiters: RefCell<Vec<Waiter<T>>>,
+    log_traceback: Cell<bool>,
+    cancel_message: RefCell<Option<String>>,
+    cancelled_exc: RefCell<Option<Error>>,
+    pub(crate) location: &'static Location<'static>,
+    pub(crate) debug: bool,
+    pub(crate) this: Weak<dyn FutureObj>,
+    pub(crate) this_typed: Weak<DynCell<T>>,
+}
+
+/// What a [`FutureCell`] carries beyond the shared state: nothing for a plain
+/// future, the coroutine and task state for a task.
+pub(crate) trait CellExt: 'static {
+    fn task(&self) -> Option<&TaskState>;
+    /// Replaces `Future.cancel()` of a pending future (as `_GatheringFuture`
+    /// does); `None` keeps the plain behaviour.
+    fn cancel_override(&self, _msg: Option<&str>) -> Option<bool> {
+        None
+    }
+}
+
+pub(crate) struct NoExt;
+
+impl CellExt for NoExt {
+    fn task(&self) -> Option<&TaskState> {
+        None
+    }
+}
+
+/// One allocation holds a future's state and, for a task, its coroutine.
+pub(crate) struct FutureCell<T: 'static, X: ?Sized + CellExt> {
+    pub(crate) core: FutureCore<T>,
+    pub(crate) ext: X,
+}
+
+pub(crate) type DynCell<T> = FutureCell<T, dyn CellExt>;
+
+/// The type-erased view of a future or task, used where outputs differ
+/// (`all_tasks()`, a task's `fut_waiter`, reports).
+pub(crate) trait FutureObj {
+    fn done(&self) -> bool;
+    fn cancelled(&self) -> bool;
+    /// `Future.cancel()`, or `Task.cancel()` for tasks.
+    fn cancel_obj(&self, msg: Option<&str>) -> bool;
+    fn repr(&self) -> String;
+    fn loop_inner(&self) -> &Rc<LoopInner>;
+    fn task(&self) -> Option<&TaskState>;
+    /// The error of a finished future (marking it retrieved), `CancelledError`
+    /// for a cancelled one, `None` otherwise.
+    fn error(&self) -> Option<Error>;
+    fn add_waker(&self, waker: &Waker);
+    fn add_erased_callback(&self, name: &'static str, f: Box<dyn FnOnce()>) -> CallbackId;
+    fn remove_callback(&self, id: CallbackId) -> usize;
+    fn addr(&self) -> *const ();
+    fn self_rc(&self) -> Option<Rc<dyn FutureObj>>;
+}
+
+impl<T: 'static> FutureCore<T> {
+    pub(crate) fn new(
+        loop_: Rc<LoopInner>,
+        this: Weak<dyn FutureObj>,
+        this_typed: Weak<DynCell<T>>,
+        location: &'static Location<'static>,
+    ) -> FutureCore<T> {
+        let debug = loop_.debug();
+        FutureCore {
+            loop_,
+            state: Cell::new(FutState::Pending),
+            result: RefCell::new(None),
+            waiters: RefCell::new(Vec::new()),
+            log_traceback: Cell::new(false),
+            cancel_message: RefCell::new(None),
+            cancelled_exc: RefCell::new(None),
+            location,
+            debug,
+            this,
+            this_typed,
+        }
+    }
+
+    pub(crate) fn is_pending(&self) -> bool {
+        self.state.get() == FutState::Pending
+    }
+
+    pub(crate) fn make_cancelled_error(&self) -> Error {
+        if let Some(e) = self.cancelled_exc.borrow().as_ref() {
+            return e.clone();
+        }
+        Error::cancelled(self.cancel_message.borrow().as_deref())
+    }
+
+    pub(crate) fn set_cancelled_exc(&self, e: Error) {
+        *self.cancelled_exc.borrow_mut() = Some(e);
+    }
+
+    fn result_with(&self, extract: impl FnOnce(&mut Option<Result<T>>) -> Result<T>) -> Result<T> {
+        match self.state.get() {
+            FutState::Cancelled => Err(self.make_cancelled_error()),
+            FutState::Pending => Err(Error::invalid_state("Result is not set.")),
+            FutState::Finished => {
+                self.log_traceback.set(false);
+                extract(&mut self.result.borrow_mut())
+            }
+        }
+    }
+
+    pub(crate) fn result_clone(&self) -> Result<T>
+    where
+        T: Clone,
+    {
+        self.result_with(|slot| match slot {
+            Some(r) => r.clone(),
+            None => Err(Error::invalid_state("Result has been taken.")),
+        })
+    }
+
+    pub(crate) fn take_result(&self) -> Result<T> {
+        self.result_with(|slot| match slot.take() {
+            Some(r) => r,
+            None => Err(Error::invalid_state("Result has been taken.")),
+        })
+    }
+
+    pub(crate) fn exception(&self) -> Result<Option<Error>> {
+        match self.state.get() {
+            FutState::Cancelled => Err(self.make_cancelled_error()),
+            FutState::Pending => Err(Error::invalid_state("Exception is not set.")),
+            FutState::Finished => {
+                self.log_traceback.set(false);
+                Ok(match &*self.result.borrow() {
+                    Some(Err(e)) => Some(e.clone()),
+                    _ => None,
+                })
+            }
+        }
+    }
+
+    fn add_waiter(&self, waiter: Waiter<T>) {
+        self.waiters.borrow_mut().push(waiter);
+    }
+
+    pub(crate) fn add_waker(&self, waker: &Waker) {
+        let mut waiters = self.waiters.borrow_mut();
+        let known = waiters.iter().any(|w| match w {
+            Waiter::Wake(w) => w.will_wake(waker),
+            Waiter::Done(..) => false,
+        });
+        if !known {
+            waiters.push(Waiter::Wake(waker.clone()));
+        }
+    }
+
+    fn next_callback_id(&self) -> CallbackId {
+        let id = self.loop_.next_callback_id.get();
+        self.loop_.next_callback_id.set(id + 1);
+        CallbackId(id)
+    }
+
+    fn remove_callback(&self, id: CallbackId) -> usize {
+        let removed = {
+            let mut waiters = self.waiters.borrow_mut();
+            let before = waiters.len();
+            let mut removed = Vec::new();
+            let mut i = 0;
+            while i < waiters.len() {
+                if matches!(&waiters[i], Waiter::Done(cid, ..) if *cid == id) {
+                    removed.push(waiters.remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+            debug_assert_eq!(before - waiters.len(), removed.len());
+            removed
+        };
+        // Dropped outside the borrow: a callback's captures may touch this future.
+        removed.len()
+    }
+
+    fn callbacks_repr(&self) -> Option<String> {
+        let waiters = self.waiters.borrow();
+        if waiters.is_empty() {
+            return None;
+        }
+        let names: Vec<String> = waiters
+            .iter()
+            .map(|w| match w {
+                Waiter::Done(_, name, _) => format!("{name}()"),
+                Waiter::Wake(_) => "Task.task_wakeup()".to_owned(),
+            })
+            .collect();
+        let shown = if names.len() > 2 {
+            format!(
+                "{}, <{} more>, {}",
+                names[0],
+                names.len() - 2,
+                names[names.len() - 1]
+            )
+        } else {
+            names.join(", ")
+        };
+        Some(format!("cb=[{shown}]"))
+    }
+
+    /// Python's `_future_repr_info`, without the result value (Rust values
+    /// have no generic `repr`).
+    pub(crate) fn repr_info(&self) -> Vec<String> {
+        let mut info = vec![self.state.get().lower().to_owned()];
+        if self.state.get() == FutState::Finished {
+            if let Some(Err(e)) = &*self.result.borrow() {
+                info.push(format!("exception={e:?}"));
+            }
+        }
+        if let Some(cb) = self.callbacks_repr() {
+            info.push(cb);
+        }
+        if self.debug {
+            info.push(format!("created at {}", self.location));
+        }
+        info
+    }
+}
+
+impl<T: 'static> FutureCell<T, dyn CellExt> {
+    fn schedule_callbacks(self: &Rc<Self>) {
+        let waiters = std::mem::take(&mut *self.core.waiters.borrow_mut());
+        for waiter in waiters {
+            match waiter {
+                Waiter::Wake(w) => w.wake(),
+                Waiter::Done(_, _, callback) => {
+                    let fut = Future { cell: self.clone() };
+                    self.core.loop_.call_soon_internal(move || callback(&fut));
+                }
+            }
+        }
+    }
+
+    /// `Future.set_result` without the task check.
+    pub(crate) fn finish(self: &Rc<Self>, result: Result<T>) -> Result<()> {
+        if !self.core.is_pending() {
+            return Err(Error::invalid_state("invalid state"));
+        }
+        if result.is_err() {
+            self.core.log_traceback.set(true);
+        }
+        *self.core.result.borrow_mut() = Some(result);
+        self.core.state.set(FutState::Finished);
+        self.schedule_callbacks();
+        Ok(())
+    }
+
+    /// `Future.cancel` (not `Task.cancel`).
+    pub(crate) fn cancel_future(self: &Rc<Self>, msg: Option<&str>) -> bool {
+        self.core.log_traceback.set(false);
+        if !self.core.is_pending() {
+            return false;
+        }
+        self.core.state.set(FutState::Cancelled);
+        *self.core.cancel_message.borrow_mut() = msg.map(str::to_owned);
+        self.schedule_callbacks();
+        true
+    }
+
+    pub(crate) fn repr_string(&self) -> String {
+        match self.ext.task() {
+            Some(task) => format!("<Task {}>", task.repr_info(&self.core).join(" ")),
+            None => format!("<Future {}>", self.core.repr_info().join(" ")),
+        }
+    }
+
+    fn add_done_callback_named(
+        self: &Rc<Self>,
+        name: &'static str,
+        callback: DoneCallback<T>,
+    ) -> CallbackId {
+        let id = self.core.next_callback_id();
+        if self.core.is_pending() {
+            self.core.add_waiter(Waiter::Done(id, name, callback));
+        } else {
+            let fut = Future { cell: self.clone() };
+            self.core.loop_.call_soon_internal(move || callback(&fut));
+        }
+        id
+    }
+}
+
+impl<T: 'static, X: ?Sized + CellExt> FutureObj for FutureCell<T, X> {
+    fn done(&self) -> bool {
+        !self.core.is_pending()
+    }
+
+    fn cancelled(&self) -> bool {
+        self.core.state.get() == FutState::Cancelled
+    }
+
+    fn cancel_obj(&self, msg: Option<&str>) -> bool {
+        match self.rc_dyn() {
+            Some(cell) => Future { cell }.cancel_impl(msg),
+            None => false,
+        }
+    }
+
+    fn repr(&self) -> String {
+        match self.ext.task() {
+            Some(task) => format!("<Task {}>", task.repr_info(&self.core).join(" ")),
+            None => format!("<Future {}>", self.core.repr_info().join(" ")),
+        }
+    }
+
+    fn loop_inner(&self) -> &Rc<LoopInner> {
+        &self.core.loop_
+    }
+
+    fn task(&self) -> Option<&TaskState> {
+        self.ext.task()
+    }
+
+    fn error(&self) -> Option<Error> {
+        match self.core.exception() {
+            Ok(e) => e,
+            Err(e) if e.is_cancelled() => Some(e),
+            Err(_) => None,
+        }
+    }
+
+    fn add_waker(&self, waker: &Waker) {
+        self.core.add_waker(waker)
+    }
+
+    fn add_erased_callback(&self, name: &'static str, f: Box<dyn FnOnce()>) -> CallbackId {
+        match self.rc_dyn() {
+            Some(cell) => cell.add_done_callback_named(name, Box::new(move |_| f())),
+            None => CallbackId(0),
+        }
+    }
+
+    fn remove_callback(&self, id: CallbackId) -> usize {
+        self.core.remove_callback(id)
+    }
+
+    fn addr(&self) -> *const () {
+        self as *const Self as *const ()
+    }
+
+    fn self_rc(&self) -> Option<Rc<dyn FutureObj>> {
+        self.core.this.upgrade()
+    }
+}
+
+impl<T: 'static, X: ?Sized + CellExt> FutureCell<T, X> {
+    /// This cell as the `Rc<DynCell<T>>` its handles use.
+    fn rc_dyn(&self) -> Option<Rc<DynCell<T>>> {
+        self.core.this_typed.upgrade()
+    }
+}
+
+impl<T: 'static, X: ?Sized + CellExt> Drop for FutureCell<T, X> {
+    fn drop(&mut self) {
+        if !self.core.log_traceback.get() {
+            return;
+        }
+        let exception = match &*self.core.result.borrow() {
+            Some(Err(e)) => e.clone(),
+            _ => return,
+        };
+        let is_task = self.ext.task().is_some();
+        let repr = match self.ext.task() {
+            Some(task) => format!("<Task {}>", task.repr_info(&self.core).join(" ")),
+            None => format!("<Future {}>", self.core.repr_info().join(" ")),
+        };
+        let mut ctx = ExceptionContext::new(if is_task {
+            "Task exception was never retrieved"
+        } else {
+            "Future exception was never retrieved"
+        });
+        ctx.exception = Some(exception);
+        ctx.set("future", ContextValue::Text(repr));
+        if self.core.debug {
+            ctx.set("source_traceback", ContextValue::Location(self.core.location));
+        }
+        self.core.loop_.report(ctx);
+    }
+}
+
+/// An asyncio future: a result of type `T` (or an error) set later, awaited by
+/// any number of tasks (Python's `asyncio.Future`).
+///
+/// `Future` is a cheap, cloneable handle. Awaiting it (`fut.await` or
+/// `(&fut).await`) yields `Result<T>` and needs `T: Clone`, because every
+/// awaiter gets the result; use [`Future::take`] for results that are not `Clone`.
+/// Done callbacks are scheduled with `call_soon`, never called inline.
+///
+/// ```
+/// use asyncio_core::Future;
+///
+/// let loop_ = asyncio_core::testing::new_test_loop();
+/// let fut = Future::<i32>::new(&loop_);
+/// let setter = fut.clone();
+/// loop_.call_soon(move || setter.set_result(42))?;
+/// assert_eq!(loop_.run_until_complete(fut.clone())?, 42);
+/// assert!(fut.done());
+/// assert_eq!(fut.set_result(1).unwrap_err().to_string(), "invalid state");
+/// # Ok::<(), asyncio_core::Error>(())
+/// ```
+pub struct Future<T: 'static> {
+    pub(crate) cell: Rc<DynCell<T>>,
+}
+
+impl<T: 'static> Clone for Future<T> {
+    fn clone(&self) -> Self {
+        Future {
+            cell: self.cell.clone(),
+        }
+    }
+}
+
+impl<T: 'static> Future<T> {
+    /// A pending future attached to `loop_` (`loop.create_future()`).
+    #[track_caller]
+    pub fn new(loop_: &EventLoop) -> Future<T> {
+        Future::with_location(&loop_.inner, Location::caller())
+    }
+
+    pub(crate) fn with_location(
+        loop_: &Rc<LoopInner>,
+        location: &'static Location<'static>,
+    ) -> Future<T> {
+        Future::with_ext(loop_, location, NoExt)
+    }
+
+    pub(crate) fn with_ext<X: CellExt>(
+        loop_: &Rc<LoopInner>,
+        location: &'static Location<'static>,
+        ext: X,
+    ) -> Future<T> {
+        let cell: Rc<FutureCell<T, X>> = Rc::new_cyclic(|weak: &Weak<FutureCell<T, X>>| {
+            let this: Weak<dyn FutureObj> = weak.clone();
+            let this_typed: Weak<DynCell<T>> = weak.clone();
+            FutureCell {
+                core: FutureCore::new(loop_.clone(), this, this_typed, location),
+                ext,
+            }
+        });
+        Future { cell }
+    }
+
+    /// `true` once the future has a result, an error, or was cancelled.
+    pub fn done(&self) -> bool {
+        !self.cell.core.is_pending()
+    }
+
+    /// `true` if the future was cancelled.
+    pub fn cancelled(&self) -> bool {
+        self.cell.core.state.get() == FutState::Cancelled
+    }
+
+    /// The result. Errors: the future's own error; its `CancelledError` if
+    /// cancelled; `InvalidStateError("Result is not set.")` if pending.
+    pub fn result(&self) -> Result<T>
+    where
+        T: Clone,
+    {
+        self.cell.core.result_clone()
+    }
+
+    /// Moves the result out (for results that are not `Clone`); later calls
+    /// fail with `InvalidStateError("Result has been taken.")`.
+    pub fn take_result(&self) -> Result<T> {
+        self.cell.core.take_result()
+    }
+
+    /// The error the future finished with (`Ok(None)` for a result).
+    /// Errors: its `CancelledError` if cancelled,
+    /// `InvalidStateError("Exception is not set.")` if pending.
+    pub fn exception(&self) -> Result<Option<Error>> {
+        self.cell.core.exception()
+    }
+
+    /// Marks the future done with `value` and schedules its callbacks.
+    /// Errors: `InvalidStateError("invalid state")` if already done;
+    /// `RuntimeError` on a task (`"Task does not support set_result operation"`).
+    pub fn set_result(&self, value: T) -> Result<()> {
+        if self.cell.ext.task().is_some() {
+            return Err(Error::runtime("Task does not support set_result operation"));
+        }
+        self.cell.finish(Ok(value))
+    }
+
+    /// Marks the future done with an error and schedules its callbacks.
+    /// An error never retrieved is reported when the future is dropped
+    /// (`"Future exception was never retrieved"`).
+    pub fn set_exception(&self, error: Error) -> Result<()> {
+        if self.cell.ext.task().is_some() {
+            return Err(Error::runtime(
+                "Task does not support set_exception operation",
+            ));
+        }
+        self.cell.finish(Err(error))
+    }
+
+    /// Cancels the future: `false` if it was already done; otherwise it
+    /// becomes cancelled and its callbacks are scheduled. On a task, this is
+    /// [`Task::cancel`](crate::Task::cancel).
+    pub fn cancel(&self) -> bool {
+        self.cancel_impl(None)
+    }
+
+    /// [`cancel`](Future::cancel) with a message for the `CancelledError`.
+    pub fn cancel_with_message(&self, msg: impl AsRef<str>) -> bool {
+        self.cancel_impl(Some(msg.as_ref()))
+    }
+
+    pub(crate) fn cancel_impl(&self, msg: Option<&str>) -> bool {
+        if self.cell.ext.task().is_some() {
+            return tasks::task_cancel(&self.cell, msg);
+        }
+        if self.cell.core.is_pending() {
+            if let Some(cancelled) = self.cell.ext.cancel_override(msg) {
+                return cancelled;
+            }
+        }
+        self.cell.cancel_future(msg)
+    }
+
+    /// Adds a callback run (via `call_soon`) with the future once it is done;
+    /// scheduled at once if it already is.
+    #[track_caller]
+    pub fn add_done_callback<F>(&self, callback: F) -> CallbackId
+    where
+        F: FnOnce(&Future<T>) + 'static,
+    {
+        self.cell
+            .add_done_callback_named(crate::events::callback_name::<F>(), Box::new(callback))
+    }
+
+    /// Removes a done callback; returns how many were removed (0 or 1).
+    pub fn remove_done_callback(&self, id: CallbackId) -> usize {
+        self.cell.core.remove_callback(id)
+    }
+
+    /// The loop the future is attached to.
+    pub fn get_loop(&self) -> EventLoop {
+        EventLoop {
+            inner: self.cell.core.loop_.clone(),
+        }
+    }
+
+    /// A future that waits for this one and moves its result out
+    /// (see [`take_result`](Future::take_result)).
+    pub fn take(self) -> TakeFuture<T> {
+        TakeFuture { cell: self.cell }
+    }
+
+    /// `true` if both handles refer to the same future (Python's `is`).
+    pub fn ptr_eq(&self, other: &Future<T>) -> bool {
+        Rc::ptr_eq(&self.cell, &other.cell)
+    }
+
+    /// The task state, when this future is a task.
+    pub(crate) fn as_task_state(&self) -> Option<&TaskState> {
+        self.cell.ext.task()
+    }
+
+    pub(crate) fn obj(&self) -> Rc<dyn FutureObj> {
+        self.cell
+            .core
+            .this
+            .upgrade()
+            .unwrap_or_else(|| unreachable!("a live handle keeps its cell alive"))
+    }
+
+    /// A `Send` completer that sets this future's outcome from any thread.
+    pub(crate) fn remote_completer(&self) -> Result<RemoteCompleter<T>>
+    where
+        T: Send,
+    {
+        RemoteCompleter::new(self)
+    }
+}
+
+impl<T: 'static> fmt::Debug for Future<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.cell.repr_string())
+    }
+}
+
+/// Polls `obj` as an `await` inside the current task: applies the task's
+/// pending cancellation and the self/loop checks and registers the waker.
+/// `Ready(Ok(()))` means the future is done and its outcome can be read.
+pub(crate) fn poll_await_obj<O: ?Sized + FutureObj>(
+    obj: &O,
+    cx: &mut Context<'_>,
+) -> Poll<Result<()>> {
+    let intervention = tasks::with_current_task(|current| {
+        let task_obj = current?;
+        let task = task_obj.task()?;
+        if task_obj.addr() == obj.addr() {
+            return Some(Err(Error::runtime(format!(
+                "Task cannot await on itself: {}",
+                task_obj.repr()
+            ))));
+        }
+        if !Rc::ptr_eq(task_obj.loop_inner(), obj.loop_inner()) {
+            return Some(Err(Error::runtime(format!(
+                "Task {} got Future {} attached to a different loop",
+                task_obj.repr(),
+                obj.repr()
+            ))));
+        }
+        if !obj.done() {
+            obj.add_waker(cx.waker());
+            *task.fut_waiter.borrow_mut() = obj.self_rc();
+            if task.must_cancel.get() {
+                let msg = task.cancel_message();
+                if obj.cancel_obj(msg.as_deref()) {
+                    task.must_cancel.set(false);
+                }
+            }
+            return Some(Ok(()));
+        }
+        if task.must_cancel.get() && task.resumed_from.get() == obj.addr() {
+            // The task was suspended here and cancelled before it resumed:
+            // the cancellation wins over the result, as in Python.
+            task.must_cancel.set(false);
+            return Some(Err(Error::cancelled(task.cancel_message().as_deref())));
+        }
+        None
+    });
+    match intervention {
+        Some(Err(e)) => Poll::Ready(Err(e)),
+        Some(Ok(())) => Poll::Pending,
+        None if obj.done() => Poll::Ready(Ok(())),
+        None => {
+            obj.add_waker(cx.waker());
+            Poll::Pending
+        }
+    }
+}
+
+/// [`poll_await_obj`] for a typed future, extracting its outcome.
+pub(crate) fn poll_await<T: 'static>(
+    cell: &Rc<DynCell<T>>,
+    cx: &mut Context<'_>,
+    extract: impl FnOnce(&FutureCore<T>) -> Result<T>,
+) -> Poll<Result<T>> {
+    match poll_await_obj(&**cell, cx) {
+        Poll::Ready(Ok(())) => Poll::Ready(extract(&cell.core)),
+        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        Poll::Pending => Poll::Pending,
+    }
+}
+
+/// The future returned by awaiting a [`Future`].
+pub struct FutureAwait<T: 'static> {
+    cell: Rc<DynCell<T>>,
+}
+
+impl<T: Clone + 'static> std::future::Future for FutureAwait<T> {
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        poll_await(&self.cell, cx, |core| core.result_clone())
+    }
+}
+
+impl<T: 'static> fmt::Debug for FutureAwait<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.cell.repr_string())
+    }
+}
+
+/// The future returned by [`Future::take`]: waits, then moves the result out.
+pub struct TakeFuture<T: 'static> {
+    cell: Rc<DynCell<T>>,
+}
+
+impl<T: 'static> std::future::Future for TakeFuture<T> {
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        poll_await(&self.cell, cx, |core| core.take_result())
+    }
+}
+
+impl<T: 'static> fmt::Debug for TakeFuture<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.cell.repr_string())
+    }
+}
+
+impl<T: Clone + 'static> IntoFuture for Future<T> {
+    type Output = Result<T>;
+    type IntoFuture = FutureAwait<T>;
+
+    fn into_future(self) -> FutureAwait<T> {
+        FutureAwait { cell: self.cell }
+    }
+}
+
+impl<T: Clone + 'static> IntoFuture for &Future<T> {
+    type Output = Result<T>;
+    type IntoFuture = FutureAwait<T>;
+
+    fn into_future(self) -> FutureAwait<T> {
+        FutureAwait {
+            cell: self.cell.clone(),
+        }
+    }
+}
+
+/// Anything asyncio can await and schedule: a Rust future yielding
+/// `Result<T>` (Python's coroutine, wrapped in a task), a [`Task`](crate::Task)
+/// or a [`Future`].
+///
+/// This is the argument type of `run_until_complete`, `ensure_future`,
+/// `gather`, `shield`, `wait_for` and friends.
+pub trait Awaitable<T: 'static>: Sized {
+    /// Converts into an asyncio future on `loop_`; the flag is `true` when a
+    /// new task was made for it (so its result can be moved out).
+    #[doc(hidden)]
+    fn into_asyncio_future(self, loop_: &EventLoop) -> Result<(Future<T>, bool)>;
+
+    /// Extracts the result after completion: moved out of a task made for a
+    /// coroutine, cloned from a future others may hold.
+    #[doc(hidden)]
+    fn extract(future: &Future<T>, owned: bool) -> Result<T>;
+}
+
+impl<T: Clone + 'static> Awaitable<T> for Future<T> {
+    fn into_asyncio_future(self, loop_: &EventLoop) -> Result<(Future<T>, bool)> {
+        if !Rc::ptr_eq(&self.cell.core.loop_, &loop_.inner) {
+            return Err(Error::value(
+                "The future belongs to a different loop than the one specified as the loop argument",
+            ));
+        }
+        Ok((self, false))
+    }
+
+    fn extract(future: &Future<T>, _owned: bool) -> Result<T> {
+        future.result()
+    }
+}
+
+impl<T: Clone + 'static> Awaitable<T> for &Future<T> {
+    fn into_asyncio_future(self, loop_: &EventLoop) -> Result<(Future<T>, bool)> {
+        self.clone().into_asyncio_future(loop_)
+    }
+
+    fn extract(future: &Future<T>, _owned: bool) -> Result<T> {
+        future.result()
+    }
+}
+
+impl<T: 'static, F> Awaitable<T> for F
+where
+    F: std::future::Future<Output = Result<T>> + 'static,
+{
+    #[track_caller]
+    fn into_asyncio_future(self, loop_: &EventLoop) -> Result<(Future<T>, bool)> {
+        let task = loop_.create_task(self)?;
+        Ok((task.into(), true))
+    }
+
+    fn extract(future: &Future<T>, owned: bool) -> Result<T> {
+        debug_assert!(owned);
+        future.take_result()
+    }
+}
+
+/// `asyncio.ensure_future`: a task for a coroutine, or the future itself.
+/// Uses the running loop.
+#[track_caller]
+pub fn ensure_future<T: 'static, A: Awaitable<T>>(awaitable: A) -> Result<Future<T>> {
+    let loop_ = crate::events::get_running_loop()?;
+    Ok(awaitable.into_asyncio_future(&loop_)?.0)
+}
+
+enum Outcome<T> {
+    Empty,
+    Value(Result<T>),
+    Dropped,
+}
+
+/// Completes a [`Future`] from another thread: the outcome is parked in a
+/// shared slot and the loop is woken to apply it on its own thread.
+pub(crate) struct RemoteCompleter<T> {
+    slot: Arc<Mutex<Outcome<T>>>,
+    waker: Waker,
+}
+
+struct CompletionSlot<T: 'static> {
+    future: Future<T>,
+    slot: Arc<Mutex<Outcome<T>>>,
+    key: SlotKey,
+}
+
+impl<T: Send + 'static> RemoteCompleter<T> {
+    fn new(future: &Future<T>) -> Result<RemoteCompleter<T>> {
+        let inner = &future.cell.core.loop_;
+        if inner.is_closed() {
+            return Err(Error::runtime("Event loop is closed"));
+        }
+        let slot = Arc::new(Mutex::new(Outcome::Empty));
+        let key = inner.slots.borrow_mut().reserve();
+        let waker = Arc::new(SlotWaker {
+            loop_id: inner.id,
+            key,
+            scheduled: AtomicBool::new(false),
+            shared: inner.shared.clone(),
+        });
+        let runnable: Rc<dyn Runnable> = Rc::new(CompletionSlot {
+            future: future.clone(),
+            slot: slot.clone(),
+            key,
+        });
+        inner.slots.borrow_mut().fill(key, runnable);
+        Ok(RemoteCompleter {
+            slot,
+            waker: Waker::from(waker),
+        })
+    }
+
+    /// Sets the future's result (or error) on the loop thread, soon.
+    pub(crate) fn complete(self, outcome: Result<T>) {
+        *self.slot.lock().unwrap_or_else(|p| p.into_inner()) = Outcome::Value(outcome);
+        // Drop wakes the loop.
+    }
+}
+
+impl<T> Drop for RemoteCompleter<T> {
+    fn drop(&mut self) {
+        {
+            let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+            if matches!(*slot, Outcome::Empty) {
+                *slot = Outcome::Dropped;
+            }
+        }
+        self.waker.wake_by_ref();
+    }
+}
+
+impl<T: 'static> Runnable for CompletionSlot<T> {
+    fn run(self: Rc<Self>) {
+        let outcome = std::mem::replace(
+            &mut *self.slot.lock().unwrap_or_else(|p| p.into_inner()),
+            Outcome::Empty,
+        );
+        let done = match outcome {
+            Outcome::Empty => false,
+            Outcome::Value(r) => {
+                if !self.future.done() {
+                    let _ = self.future.cell.finish(r);
+                }
+                true
+            }
+            Outcome::Dropped => {
+                self.future.cancel();
+                true
+            }
+        };
+        if done {
+            let removed = self.future.cell.core.loop_.slots.borrow_mut().remove(self.key);
+            drop(removed);
+        }
+    }
+
+    fn as_task(&self) -> Option<crate::tasks::AnyTask> {
+        None
+    }
+
+    fn abandon(self: Rc<Self>) {}
+}
+
+/// Runs a loop-thread action when fired from any thread (and drops it,
+/// unrun, on the loop thread when the trigger is dropped unfired).
+pub(crate) struct RemoteTrigger {
+    fired: Arc<AtomicU8>,
+    waker: Waker,
+}
+
+const TRIGGER_IDLE: u8 = 0;
+const TRIGGER_FIRED: u8 = 1;
+const TRIGGER_DROPPED: u8 = 2;
+
+struct ActionSlot {
+    action: RefCell<Option<Box<dyn FnOnce()>>>,
+    fired: Arc<AtomicU8>,
+    key: SlotKey,
+    loop_: Weak<LoopInner>,
+}
+
+impl RemoteTrigger {
+    pub(crate) fn new(loop_: &EventLoop, action: impl FnOnce() + 'static) -> Result<RemoteTrigger> {
+        let inner = &loop_.inner;
+        loop_.check_closed()?;
+        let fired = Arc::new(AtomicU8::new(TRIGGER_IDLE));
+        let key = inner.slots.borrow_mut().reserve();
+        let waker = Arc::new(SlotWaker {
+            loop_id: inner.id,
+            key,
+            scheduled: AtomicBool::new(false),
+            shared: inner.shared.clone(),
+        });
+        let slot: Rc<dyn Runnable> = Rc::new(ActionSlot {
+            action: RefCell::new(Some(Box::new(action))),
+            fired: fired.clone(),
+            key,
+            loop_: Rc::downgrade(inner),
+        });
+        inner.slots.borrow_mut().fill(key, slot);
+        Ok(RemoteTrigger {
+            fired,
+            waker: Waker::from(waker),
+        })
+    }
+
+    /// Schedules the action on the loop thread.
+    pub(crate) fn fire(self) {
+        self.fired.store(TRIGGER_FIRED, Ordering::Release);
+        // Drop wakes the loop.
+    }
+}
+
+impl Drop for RemoteTrigger {
+    fn drop(&mut self) {
+        let _ = self.fired.compare_exchange(
+            TRIGGER_IDLE,
+            TRIGGER_DROPPED,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        self.waker.wake_by_ref();
+    }
+}
+
+impl Runnable for ActionSlot {
+    fn run(self: Rc<Self>) {
+        let state = self.fired.load(Ordering::Acquire);
+        if state == TRIGGER_IDLE {
+            return;
+        }
+        let action = self.action.borrow_mut().take();
+        if let Some(inner) = self.loop_.upgrade() {
+            let removed = inner.slots.borrow_mut().remove(self.key);
+            drop(removed);
+        }
+        if state == TRIGGER_FIRED {
+            if let Some(action) = action {
+                action();
+            }
+        }
+    }
+
+    fn as_task(&self) -> Option<crate::tasks::AnyTask> {
+        None
+    }
+
+    fn abandon(self: Rc<Self>) {
+        let action = self.action.borrow_mut().take();
+        drop(action);
+    }
+}

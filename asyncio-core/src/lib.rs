@@ -1,0 +1,63 @@
+//! The backend-independent core of asyncio for Rust: the event loop's
+//! scheduling (ready queue, timers), futures, tasks, and the functions
+//! written against them (`sleep`, `gather`, `wait_for`, `TaskGroup`, …).
+//!
+//! Users depend on the `asyncio` crate, which re-exports all of this and
+//! wires in the Tokio implementation. This crate's module names mirror
+//! CPython's `asyncio` package.
+
+#![warn(missing_docs, missing_debug_implementations)]
+
+pub mod asyncgen;
+pub mod base_events;
+pub mod coroutines;
+pub mod events;
+pub mod exception_context;
+pub mod exceptions;
+pub mod executor;
+pub mod format_helpers;
+pub mod futures;
+mod slots;
+pub mod taskgroups;
+pub mod tasks;
+pub mod testing;
+pub mod timeouts;
+
+pub use asyncgen::{AsyncGenerator, Yielder};
+pub use base_events::{EventLoop, SourceLocation, ThreadsafeHandle, ThreadsafeLoop};
+pub use events::{
+    AbstractEventLoop, AbstractEventLoopPolicy, BaseDefaultEventLoopPolicy, CallbackResult,
+    Delay, Handle, TimerHandle, _get_running_loop, _set_running_loop, get_running_loop,
+};
+pub use exception_context::{ContextValue, ExceptionContext, ExceptionHandler};
+pub use exceptions::{Error, ErrorKind, Result};
+pub use executor::{default_max_workers, Executor, Job, ThreadPoolExecutor};
+pub use futures::{ensure_future, Awaitable, CallbackId, Future, FutureAwait, TakeFuture};
+pub use taskgroups::TaskGroup;
+pub use tasks::{
+    all_tasks, all_tasks_of, as_completed, create_task, create_task_named, current_task,
+    current_task_of, eager_task_factory, gather, run_coroutine_threadsafe, shield, sleep,
+    sleep_with, wait, AnyTask, AsCompleted, ConcurrentFuture, GatheringFuture,
+    GatheringFutureAll, ReturnWhen, Sleep, Task, TaskFactory, TaskInit, Wait,
+};
+pub use timeouts::{timeout, timeout_at, wait_for, Timeout};
+
+/// `asyncio.to_thread(func)`: runs `func` in the running loop's default
+/// executor and returns a future for its result.
+///
+/// ```
+/// let loop_ = asyncio_core::testing::new_test_loop();
+/// let n = loop_.run_until_complete(async {
+///     asyncio_core::to_thread(|| (1..=10).sum::<i32>())?.await
+/// })?;
+/// assert_eq!(n, 55);
+/// # Ok::<(), asyncio_core::Error>(())
+/// ```
+#[track_caller]
+pub fn to_thread<F, T>(func: F) -> Result<Future<T>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    get_running_loop()?.run_in_executor(None, func)
+}

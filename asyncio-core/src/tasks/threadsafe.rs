@@ -1,0 +1,327 @@
+//! `asyncio.run_coroutine_threadsafe` and the `concurrent.futures.Future` it returns.
+
+use std::fmt;
+use std::future::Future as StdFuture;
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use crate::base_events::ThreadsafeLoop;
+use crate::exceptions::{Error, Result};
+use crate::futures::RemoteTrigger;
+use crate::Future;
+
+enum CfState<T> {
+    Pending,
+    Cancelled,
+    Finished(Result<T>),
+}
+
+type CfCallback<T> = Box<dyn FnOnce(&ConcurrentFuture<T>) + Send>;
+
+struct CfInner<T> {
+    state: CfState<T>,
+    callbacks: Vec<CfCallback<T>>,
+    wakers: Vec<Waker>,
+    /// Cancels the source task on its loop.
+    canceller: Option<RemoteTrigger>,
+}
+
+struct Shared<T> {
+    inner: Mutex<CfInner<T>>,
+    cond: Condvar,
+}
+
+/// Python's `concurrent.futures.Future`: a thread-safe result, returned by
+/// [`run_coroutine_threadsafe`]. Other threads block on it with
+/// [`result`](ConcurrentFuture::result) or await it from any executor.
+pub struct ConcurrentFuture<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> Clone for ConcurrentFuture<T> {
+    fn clone(&self) -> Self {
+        ConcurrentFuture {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<T> fmt::Debug for ConcurrentFuture<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.lock().state {
+            CfState::Pending => "pending",
+            CfState::Cancelled => "cancelled",
+            CfState::Finished(Ok(_)) => "finished returned",
+            CfState::Finished(Err(_)) => "finished raised",
+        };
+        write!(f, "<Future at {:p} state={state}>", Arc::as_ptr(&self.shared))
+    }
+}
+
+impl<T: Send + 'static> Default for ConcurrentFuture<T> {
+    fn default() -> Self {
+        ConcurrentFuture::new()
+    }
+}
+
+impl<T: Send + 'static> ConcurrentFuture<T> {
+    /// A pending future.
+    pub fn new() -> ConcurrentFuture<T> {
+        ConcurrentFuture {
+            shared: Arc::new(Shared {
+                inner: Mutex::new(CfInner {
+                    state: CfState::Pending,
+                    callbacks: Vec::new(),
+                    wakers: Vec::new(),
+                    canceller: None,
+                }),
+                cond: Condvar::new(),
+            }),
+        }
+    }
+}
+
+impl<T> ConcurrentFuture<T> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CfInner<T>> {
+        self.shared.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `true` once done.
+    pub fn done(&self) -> bool {
+        !matches!(self.lock().state, CfState::Pending)
+    }
+
+    /// `true` if cancelled.
+    pub fn cancelled(&self) -> bool {
+        matches!(self.lock().state, CfState::Cancelled)
+    }
+
+    /// Cancels the future, and the task behind it on its loop; `false` if
+    /// already done.
+    pub fn cancel(&self) -> bool {
+        self.complete_with(CfState::Cancelled)
+    }
+
+    /// Sets the result; `false` if already done.
+    pub fn set_result(&self, value: T) -> bool {
+        self.complete_with(CfState::Finished(Ok(value)))
+    }
+
+    /// Sets an error; `false` if already done.
+    pub fn set_exception(&self, error: Error) -> bool {
+        self.complete_with(CfState::Finished(Err(error)))
+    }
+
+    fn complete_with(&self, state: CfState<T>) -> bool {
+        let (callbacks, wakers, canceller) = {
+            let mut inner = self.lock();
+            if !matches!(inner.state, CfState::Pending) {
+                return false;
+            }
+            let cancelling = matches!(state, CfState::Cancelled);
+            inner.state = state;
+            let canceller = inner.canceller.take();
+            (
+                std::mem::take(&mut inner.callbacks),
+                std::mem::take(&mut inner.wakers),
+                if cancelling { canceller } else { None },
+            )
+        };
+        self.shared.cond.notify_all();
+        if let Some(c) = canceller {
+            c.fire();
+        }
+        wakers.into_iter().for_each(Waker::wake);
+        for cb in callbacks {
+            cb(self);
+        }
+        true
+    }
+
+    /// Adds a callback called with the future once done (at once if it is),
+    /// in the thread that completes it.
+    pub fn add_done_callback<F>(&self, callback: F)
+    where
+        F: FnOnce(&ConcurrentFuture<T>) + Send + 'static,
+    {
+        {
+            let mut inner = self.lock();
+            if matches!(inner.state, CfState::Pending) {
+                inner.callbacks.push(Box::new(callback));
+                return;
+            }
+        }
+        callback(self);
+    }
+
+    fn wait_done(&self, timeout: Option<Duration>) -> Result<std::sync::MutexGuard<'_, CfInner<T>>> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut inner = self.lock();
+        while matches!(inner.state, CfState::Pending) {
+            match deadline {
+                None => {
+                    inner = self
+                        .shared
+                        .cond
+                        .wait(inner)
+                        .unwrap_or_else(|p| p.into_inner());
+                }
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Err(Error::timeout());
+                    }
+                    inner = self
+                        .shared
+                        .cond
+                        .wait_timeout(inner, d - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+            }
+        }
+        Ok(inner)
+    }
+
+    /// Blocks until done (or `timeout` passes: `TimeoutError`) and returns
+    /// the result; `CancelledError` if cancelled.
+    pub fn result(&self, timeout: Option<Duration>) -> Result<T>
+    where
+        T: Clone,
+    {
+        let inner = self.wait_done(timeout)?;
+        match &inner.state {
+            CfState::Finished(r) => r.clone(),
+            CfState::Cancelled => Err(Error::cancelled(None)),
+            CfState::Pending => unreachable!("waited until done"),
+        }
+    }
+
+    /// Blocks until done and returns the error, if any.
+    pub fn exception(&self, timeout: Option<Duration>) -> Result<Option<Error>> {
+        let inner = self.wait_done(timeout)?;
+        match &inner.state {
+            CfState::Finished(Err(e)) => Ok(Some(e.clone())),
+            CfState::Finished(Ok(_)) => Ok(None),
+            CfState::Cancelled => Err(Error::cancelled(None)),
+            CfState::Pending => unreachable!("waited until done"),
+        }
+    }
+}
+
+impl<T: Clone> StdFuture for ConcurrentFuture<T> {
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        let mut inner = self.lock();
+        match &inner.state {
+            CfState::Pending => {
+                if !inner.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                    inner.wakers.push(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+            CfState::Cancelled => Poll::Ready(Err(Error::cancelled(None))),
+            CfState::Finished(r) => Poll::Ready(r.clone()),
+        }
+    }
+}
+
+/// `asyncio.run_coroutine_threadsafe(coro, loop)`: from any thread, runs a
+/// coroutine as a task on `loop_` and returns a [`ConcurrentFuture`] for its
+/// result.
+///
+/// The coroutine is made on the loop thread by `make_coro` (asyncio futures
+/// are tied to their thread, so the coroutine itself need not be `Send`).
+/// Cancelling the returned future cancels the task.
+///
+/// ```
+/// let loop_ = asyncio_core::testing::new_test_loop();
+/// let remote = loop_.threadsafe();
+/// let worker = std::thread::spawn(move || {
+///     let fut = asyncio_core::run_coroutine_threadsafe(
+///         || async {
+///             asyncio_core::sleep(0.001).await?;
+///             Ok(21 * 2)
+///         },
+///         &remote,
+///     )
+///     .unwrap();
+///     let answer = fut.result(None).unwrap();
+///     remote.stop();
+///     answer
+/// });
+/// loop_.run_forever()?;
+/// assert_eq!(worker.join().unwrap(), 42);
+/// # Ok::<(), asyncio_core::Error>(())
+/// ```
+pub fn run_coroutine_threadsafe<M, F, T>(
+    make_coro: M,
+    loop_: &ThreadsafeLoop,
+) -> Result<ConcurrentFuture<T>>
+where
+    M: FnOnce() -> F + Send + 'static,
+    F: StdFuture<Output = Result<T>> + 'static,
+    T: Send + 'static,
+{
+    let future = ConcurrentFuture::new();
+    let dest = future.clone();
+    loop_.call_soon_threadsafe(move || {
+        if dest.done() {
+            return; // cancelled before it could start
+        }
+        let started = crate::events::get_running_loop()
+            .and_then(|l| l.create_task(make_coro()).map(|t| (l, t)));
+        let (loop_, task) = match started {
+            Ok(v) => v,
+            Err(e) => {
+                dest.set_exception(e);
+                return;
+            }
+        };
+        let to_cancel = task.clone();
+        match RemoteTrigger::new(&loop_, move || {
+            to_cancel.cancel();
+        }) {
+            Ok(trigger) => {
+                let mut inner = dest.lock();
+                if matches!(inner.state, CfState::Pending) {
+                    inner.canceller = Some(trigger);
+                } else {
+                    drop(inner);
+                    trigger.fire();
+                }
+            }
+            Err(e) => {
+                dest.set_exception(e);
+                return;
+            }
+        }
+        let dest2 = dest.clone();
+        task.add_done_callback(move |task: &Future<T>| {
+            if task.cancelled() {
+                dest2.cancel();
+            } else {
+                match task.take_result() {
+                    Ok(v) => dest2.set_result(v),
+                    Err(e) => dest2.set_exception(e),
+                };
+            }
+        });
+    })?;
+    Ok(future)
+}
+
+impl ThreadsafeLoop {
+    /// [`run_coroutine_threadsafe`] as a method.
+    pub fn run_coroutine_threadsafe<M, F, T>(&self, make_coro: M) -> Result<ConcurrentFuture<T>>
+    where
+        M: FnOnce() -> F + Send + 'static,
+        F: StdFuture<Output = Result<T>> + 'static,
+        T: Send + 'static,
+    {
+        run_coroutine_threadsafe(make_coro, self)
+    }
+}

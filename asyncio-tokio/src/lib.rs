@@ -1,0 +1,13 @@
+//! The Tokio implementation of asyncio for Rust's event loop.
+//!
+//! [`TokioEventLoop`] drives the scheduling of `asyncio-core`'s
+//! [`EventLoop`](asyncio_core::EventLoop) with a Tokio current-thread
+//! `LocalRuntime`: Tokio's reactor waits for I/O and the earliest timer, and
+//! Tokio APIs (`tokio::net`, `tokio::spawn_local`, `tokio::time`, …) keep
+//! working inside asyncio callbacks and tasks.
+
+#![warn(missing_docs, missing_debug_implementations)]
+
+mod unix_events;
+
+pub use unix_events::{new_event_loop, TokioEventLoop};

@@ -1,0 +1,94 @@
+//! `TokioEventLoop`: the loop implementation on a Tokio `LocalRuntime`.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::future::Future as _;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use asyncio_core::{AbstractEventLoop, Error, EventLoop, Result};
+use tokio::runtime::{Builder, LocalOptions, LocalRuntime};
+
+/// An event-loop implementation on a Tokio current-thread `LocalRuntime`
+/// (one runtime per loop).
+pub struct TokioEventLoop {
+    runtime: RefCell<Option<LocalRuntime>>,
+    timer: RefCell<Option<Pin<Box<tokio::time::Sleep>>>>,
+}
+
+impl fmt::Debug for TokioEventLoop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokioEventLoop")
+            .field("closed", &self.runtime.borrow().is_none())
+            .finish()
+    }
+}
+
+impl TokioEventLoop {
+    /// A new implementation with its own runtime (I/O and time drivers on).
+    pub fn new() -> Result<TokioEventLoop> {
+        let runtime = Builder::new_current_thread()
+            .enable_all()
+            .build_local(LocalOptions::default())
+            .map_err(Error::from)?;
+        Ok(TokioEventLoop {
+            runtime: RefCell::new(Some(runtime)),
+            timer: RefCell::new(None),
+        })
+    }
+
+    /// A handle to the loop's Tokio runtime, e.g. to spawn Tokio tasks from
+    /// outside the loop. `None` once the loop is closed.
+    pub fn runtime_handle(&self) -> Option<tokio::runtime::Handle> {
+        self.runtime.borrow().as_ref().map(|rt| rt.handle().clone())
+    }
+}
+
+impl AbstractEventLoop for TokioEventLoop {
+    fn block_on(&self, driver: &mut dyn FnMut(&mut Context<'_>) -> Poll<()>) -> Result<()> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(Error::runtime(
+                "Cannot run the event loop while another loop is running",
+            ));
+        }
+        let runtime = self.runtime.borrow();
+        let Some(runtime) = runtime.as_ref() else {
+            return Err(Error::runtime("Event loop is closed"));
+        };
+        // The loop gives Tokio's reactor its turn on its own schedule, so
+        // Tokio's cooperative budget must not force extra yields inside it.
+        runtime.block_on(tokio::task::unconstrained(std::future::poll_fn(driver)));
+        Ok(())
+    }
+
+    fn poll_deadline(&self, deadline: Instant, cx: &mut Context<'_>) -> Poll<()> {
+        let mut timer = self.timer.borrow_mut();
+        let deadline = tokio::time::Instant::from_std(deadline);
+        let sleep = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if sleep.deadline() != deadline {
+            sleep.as_mut().reset(deadline);
+        }
+        sleep.as_mut().poll(cx)
+    }
+
+    fn close(&self) {
+        let timer = self.timer.borrow_mut().take();
+        drop(timer);
+        let runtime = self.runtime.borrow_mut().take();
+        drop(runtime);
+    }
+
+    fn name(&self) -> &'static str {
+        "TokioEventLoop"
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// A new [`EventLoop`] on a [`TokioEventLoop`].
+pub fn new_event_loop() -> Result<EventLoop> {
+    Ok(EventLoop::new(TokioEventLoop::new()?))
+}

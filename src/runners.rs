@@ -1,0 +1,241 @@
+//! `asyncio.run` and `asyncio.Runner` (CPython's `runners.py`).
+
+use std::fmt;
+use std::future::Future as StdFuture;
+
+use asyncio_core::{
+    all_tasks_of, ContextValue, Error, EventLoop, ExceptionContext, Result,
+};
+
+use crate::events;
+
+/// How long `Runner.close()` waits for the default executor's threads
+/// (CPython's `constants.THREAD_JOIN_TIMEOUT`).
+pub const THREAD_JOIN_TIMEOUT: f64 = 300.0;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum State {
+    Created,
+    Initialized,
+    Closed,
+}
+
+type LoopFactory = Box<dyn Fn() -> Result<EventLoop>>;
+
+/// Runs coroutines on one loop it owns, then shuts everything down
+/// (Python's `asyncio.Runner`). Dropping a runner closes it.
+///
+/// ```
+/// let mut runner = asyncio::Runner::new().debug(false);
+/// let a = runner.run(async { Ok(1) })?;
+/// let b = runner.run(async { Ok(2) })?; // same loop, second run
+/// runner.close()?;
+/// assert_eq!(a + b, 3);
+/// # Ok::<(), asyncio::Error>(())
+/// ```
+pub struct Runner {
+    state: State,
+    debug: Option<bool>,
+    loop_factory: Option<LoopFactory>,
+    loop_: Option<EventLoop>,
+    set_event_loop: bool,
+}
+
+impl fmt::Debug for Runner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runner")
+            .field("state", &self.state)
+            .field("debug", &self.debug)
+            .field("loop", &self.loop_)
+            .finish()
+    }
+}
+
+impl Default for Runner {
+    fn default() -> Self {
+        Runner::new()
+    }
+}
+
+impl Runner {
+    /// A runner that will make its loop from the policy (`Runner()`).
+    pub fn new() -> Runner {
+        Runner {
+            state: State::Created,
+            debug: None,
+            loop_factory: None,
+            loop_: None,
+            set_event_loop: false,
+        }
+    }
+
+    /// Sets the loop's debug mode (`debug=`).
+    pub fn debug(mut self, debug: bool) -> Self {
+        self.debug = Some(debug);
+        self
+    }
+
+    /// Makes the loop with `factory` instead of the policy (`loop_factory=`);
+    /// the loop is then not set as the thread's current loop.
+    pub fn loop_factory<F>(mut self, factory: F) -> Self
+    where
+        F: Fn() -> Result<EventLoop> + 'static,
+    {
+        self.loop_factory = Some(Box::new(factory));
+        self
+    }
+
+    fn lazy_init(&mut self) -> Result<EventLoop> {
+        match self.state {
+            State::Closed => return Err(Error::runtime("Runner is closed")),
+            State::Initialized => {
+                if let Some(l) = &self.loop_ {
+                    return Ok(l.clone());
+                }
+            }
+            State::Created => {}
+        }
+        let loop_ = match &self.loop_factory {
+            None => {
+                let l = events::new_event_loop()?;
+                if !self.set_event_loop {
+                    events::set_event_loop(Some(l.clone()))?;
+                    self.set_event_loop = true;
+                }
+                l
+            }
+            Some(factory) => factory()?,
+        };
+        if let Some(debug) = self.debug {
+            loop_.set_debug(debug);
+        }
+        self.loop_ = Some(loop_.clone());
+        self.state = State::Initialized;
+        Ok(loop_)
+    }
+
+    /// The runner's loop, made on first use.
+    pub fn get_loop(&mut self) -> Result<EventLoop> {
+        self.lazy_init()
+    }
+
+    /// Runs `coro` as a task until it completes and returns its result
+    /// (`Runner.run(coro)`).
+    ///
+    /// Errors: `"Runner.run() cannot be called from a running event loop"`,
+    /// `"Runner is closed"`, and whatever the coroutine fails with.
+    #[track_caller]
+    pub fn run<T, F>(&mut self, coro: F) -> Result<T>
+    where
+        T: 'static,
+        F: StdFuture<Output = Result<T>> + 'static,
+    {
+        if asyncio_core::_get_running_loop().is_some() {
+            return Err(Error::runtime(
+                "Runner.run() cannot be called from a running event loop",
+            ));
+        }
+        let loop_ = self.lazy_init()?;
+        let task = loop_.create_task(coro)?;
+        loop_.run_until_complete(task.take())
+    }
+
+    /// Cancels the tasks left, closes async generators and the default
+    /// executor, and closes the loop (`Runner.close()`). Idempotent.
+    pub fn close(&mut self) -> Result<()> {
+        if self.state != State::Initialized {
+            return Ok(());
+        }
+        let Some(loop_) = self.loop_.take() else {
+            self.state = State::Closed;
+            return Ok(());
+        };
+        let shutdown = (|| -> Result<()> {
+            cancel_all_tasks(&loop_)?;
+            let l = loop_.clone();
+            loop_.run_until_complete(async move { l.shutdown_asyncgens().await })?;
+            let l = loop_.clone();
+            loop_.run_until_complete(async move {
+                l.shutdown_default_executor(Some(THREAD_JOIN_TIMEOUT)).await
+            })
+        })();
+        if self.set_event_loop {
+            let _ = events::set_event_loop(None);
+        }
+        let closed = loop_.close();
+        self.state = State::Closed;
+        shutdown.and(closed)
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        if asyncio_core::_get_running_loop().is_none() {
+            let _ = self.close();
+        }
+    }
+}
+
+/// CPython's `runners._cancel_all_tasks`.
+fn cancel_all_tasks(loop_: &EventLoop) -> Result<()> {
+    let to_cancel = all_tasks_of(loop_);
+    if to_cancel.is_empty() {
+        return Ok(());
+    }
+    for task in &to_cancel {
+        task.cancel();
+    }
+    let waiting = to_cancel.clone();
+    loop_.run_until_complete(async move {
+        for task in &waiting {
+            let _ = task.await;
+        }
+        Ok(())
+    })?;
+    for task in to_cancel {
+        if task.cancelled() {
+            continue;
+        }
+        if let Some(exception) = task.exception() {
+            let mut ctx = ExceptionContext::new("unhandled exception during asyncio.run() shutdown");
+            ctx.exception = Some(exception);
+            ctx.set("task", ContextValue::Task(task));
+            loop_.call_exception_handler(ctx);
+        }
+    }
+    Ok(())
+}
+
+/// `asyncio.run(main)`: runs `main` on a new loop, then cancels what is
+/// left, closes async generators and the default executor, and closes the
+/// loop. Use [`Runner`] for `debug=` and `loop_factory=`.
+///
+/// Errors: `"asyncio.run() cannot be called from a running event loop"`, and
+/// whatever `main` fails with.
+///
+/// ```
+/// let answer = asyncio::run(async {
+///     asyncio::sleep(0.001).await?;
+///     Ok(42)
+/// })?;
+/// assert_eq!(answer, 42);
+/// # Ok::<(), asyncio::Error>(())
+/// ```
+#[track_caller]
+pub fn run<T, F>(main: F) -> Result<T>
+where
+    T: 'static,
+    F: StdFuture<Output = Result<T>> + 'static,
+{
+    if asyncio_core::_get_running_loop().is_some() {
+        return Err(Error::runtime(
+            "asyncio.run() cannot be called from a running event loop",
+        ));
+    }
+    let mut runner = Runner::new();
+    let result = runner.run(main);
+    let closed = runner.close();
+    let value = result?;
+    closed?;
+    Ok(value)
+}
