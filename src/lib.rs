@@ -30,29 +30,30 @@ pub mod events;
 pub mod runners;
 
 pub use asyncio_core::{
-    all_tasks, all_tasks_of, as_completed, asyncgen, create_task, create_task_named,
-    current_task, current_task_of, default_max_workers, eager_task_factory, ensure_future,
-    exception_context, exceptions, executor, gather, get_running_loop, run_coroutine_threadsafe,
-    shield, sleep, sleep_with, taskgroups, tasks, timeout, timeout_at, timeouts, to_thread, wait,
-    wait_for, AbstractEventLoop, AbstractEventLoopPolicy, AnyTask, AsCompleted, AsyncGenerator,
-    Awaitable, BaseDefaultEventLoopPolicy, CallbackId, CallbackResult, ConcurrentFuture,
-    ContextValue, Delay, Error, ErrorKind, EventLoop, ExceptionContext, ExceptionHandler,
-    Executor, Future, GatheringFuture, GatheringFutureAll, Handle, Job, Result, ReturnWhen,
-    Sleep, Task, TaskFactory, TaskGroup, TaskInit, ThreadPoolExecutor, ThreadsafeHandle,
-    ThreadsafeLoop, Timeout, TimerHandle, Wait, Yielder, _get_running_loop, _set_running_loop,
+    _get_running_loop, _set_running_loop, all_tasks, all_tasks_of, as_completed, asyncgen,
+    create_task, create_task_named, current_task, current_task_of, default_max_workers,
+    eager_task_factory, ensure_future, exception_context, exceptions, executor, gather,
+    get_running_loop, run_coroutine_threadsafe, shield, sleep, sleep_with, taskgroups, tasks,
+    timeout, timeout_at, timeouts, to_thread, wait, wait_for, AbstractEventLoop,
+    AbstractEventLoopPolicy, AnyTask, AsCompleted, AsyncGenerator, Awaitable,
+    BaseDefaultEventLoopPolicy, CallbackId, CallbackResult, ConcurrentFuture, ContextValue, Delay,
+    Error, ErrorKind, EventLoop, ExceptionContext, ExceptionHandler, Executor, Future,
+    GatheringFuture, GatheringFutureAll, Handle, Job, Result, ReturnWhen, Sleep, Task, TaskFactory,
+    TaskGroup, TaskInit, ThreadPoolExecutor, ThreadsafeHandle, ThreadsafeLoop, Timeout,
+    TimerHandle, Wait, Yielder,
 };
 pub use asyncio_macros::{main, test};
 pub use asyncio_tokio::TokioEventLoop;
 pub use events::{
-    get_event_loop, get_event_loop_policy, new_event_loop, set_event_loop,
-    set_event_loop_policy, DefaultEventLoopPolicy,
+    get_event_loop, get_event_loop_policy, new_event_loop, set_event_loop, set_event_loop_policy,
+    DefaultEventLoopPolicy,
 };
 pub use runners::{run, Runner};
 
 /// Names every asyncio program uses: `use asyncio::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        create_task, gather, get_running_loop, sleep, wait_for, Error, EventLoop, Future,
-        Result, Task,
+        create_task, gather, get_running_loop, sleep, wait_for, Error, EventLoop, Future, Result,
+        Task,
     };
 }

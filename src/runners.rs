@@ -3,9 +3,7 @@
 use std::fmt;
 use std::future::Future as StdFuture;
 
-use asyncio_core::{
-    all_tasks_of, ContextValue, Error, EventLoop, ExceptionContext, Result,
-};
+use asyncio_core::{all_tasks_of, ContextValue, Error, EventLoop, ExceptionContext, Result};
 
 use crate::events;
 
@@ -197,7 +195,8 @@ fn cancel_all_tasks(loop_: &EventLoop) -> Result<()> {
             continue;
         }
         if let Some(exception) = task.exception() {
-            let mut ctx = ExceptionContext::new("unhandled exception during asyncio.run() shutdown");
+            let mut ctx =
+                ExceptionContext::new("unhandled exception during asyncio.run() shutdown");
             ctx.exception = Some(exception);
             ctx.set("task", ContextValue::Task(task));
             loop_.call_exception_handler(ctx);

@@ -322,7 +322,12 @@ async fn aclose_inner<T: 'static>(inner: Rc<GenInner<T>>) -> Result<()> {
     let body = inner.body.borrow_mut().take();
     drop(body);
     match outcome {
-        Err(e) if matches!(e.kind(), ErrorKind::GeneratorExit | ErrorKind::StopAsyncIteration) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::GeneratorExit | ErrorKind::StopAsyncIteration
+            ) =>
+        {
             Ok(())
         }
         other => other,
@@ -342,7 +347,10 @@ impl<T: 'static> AsyncGenObj for GenInner<T> {
     }
 
     fn repr(&self) -> String {
-        format!("<async_generator object {} at {:p}>", self.name, self as *const _)
+        format!(
+            "<async_generator object {} at {:p}>",
+            self.name, self as *const _
+        )
     }
 
     fn is_open(&self) -> bool {

@@ -290,7 +290,9 @@ impl EventLoop {
             return Err(e);
         }
         if !future.done() {
-            return Err(Error::runtime("Event loop stopped before Future completed."));
+            return Err(Error::runtime(
+                "Event loop stopped before Future completed.",
+            ));
         }
         A::extract(&future, owned)
     }
@@ -331,7 +333,11 @@ impl EventLoop {
         inner.closed.set(true);
         {
             // Stop accepting work from other threads, and drop what came in.
-            let mut q = inner.shared.injected.lock().unwrap_or_else(|p| p.into_inner());
+            let mut q = inner
+                .shared
+                .injected
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             inner.shared.closed.store(true, Ordering::Release);
             let dropped = std::mem::take(&mut *q);
             drop(q);
@@ -539,10 +545,7 @@ impl EventLoop {
     fn default_executor(&self) -> Arc<dyn Executor> {
         let mut slot = self.inner.default_executor.borrow_mut();
         slot.get_or_insert_with(|| {
-            Arc::new(ThreadPoolExecutor::with_thread_name_prefix(
-                None,
-                "asyncio",
-            ))
+            Arc::new(ThreadPoolExecutor::with_thread_name_prefix(None, "asyncio"))
         })
         .clone()
     }
@@ -554,7 +557,8 @@ impl EventLoop {
     where
         F: Fn(&EventLoop, &ExceptionContext) + 'static,
     {
-        *self.inner.exception_handler.borrow_mut() = handler.map(|h| Rc::new(h) as ExceptionHandler);
+        *self.inner.exception_handler.borrow_mut() =
+            handler.map(|h| Rc::new(h) as ExceptionHandler);
     }
 
     /// Sets the handler from a shared handler value (as returned by
@@ -588,8 +592,10 @@ impl EventLoop {
         let handler = self.inner.exception_handler.borrow().clone();
         match handler {
             None => {
-                if catch_unwind(AssertUnwindSafe(|| self.default_exception_handler(&context)))
-                    .is_err()
+                if catch_unwind(AssertUnwindSafe(|| {
+                    self.default_exception_handler(&context)
+                }))
+                .is_err()
                 {
                     tracing::error!(target: "asyncio", "Exception in default exception handler");
                 }
@@ -597,8 +603,7 @@ impl EventLoop {
             Some(handler) => {
                 let outcome = catch_unwind(AssertUnwindSafe(|| handler(self, &context)));
                 if let Err(payload) = outcome {
-                    let mut report =
-                        ExceptionContext::new("Unhandled error in exception handler");
+                    let mut report = ExceptionContext::new("Unhandled error in exception handler");
                     report.exception = Some(Error::panic(&*payload));
                     report.set("context", ContextValue::Text(context.repr()));
                     if catch_unwind(AssertUnwindSafe(|| self.default_exception_handler(&report)))
@@ -680,7 +685,9 @@ impl LoopInner {
         handle.cell.scheduled.set(true);
         let seq = self.timer_seq.get();
         self.timer_seq.set(seq + 1);
-        self.scheduled.borrow_mut().push(TimerEntry { when, seq, handle });
+        self.scheduled
+            .borrow_mut()
+            .push(TimerEntry { when, seq, handle });
         self.wake_driver_if_idle();
     }
 
@@ -740,7 +747,11 @@ impl LoopInner {
             return;
         }
         let batch = {
-            let mut q = self.shared.injected.lock().unwrap_or_else(|p| p.into_inner());
+            let mut q = self
+                .shared
+                .injected
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             std::mem::take(&mut *q)
         };
         let mut ready = self.ready.borrow_mut();

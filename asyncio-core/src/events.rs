@@ -180,7 +180,11 @@ pub struct Handle {
 
 impl Handle {
     #[track_caller]
-    pub(crate) fn new<F, R>(callback: F, debug: bool, timer: Option<(f64, &Rc<LoopInner>)>) -> Handle
+    pub(crate) fn new<F, R>(
+        callback: F,
+        debug: bool,
+        timer: Option<(f64, &Rc<LoopInner>)>,
+    ) -> Handle
     where
         F: FnOnce() -> R + 'static,
         R: CallbackResult + 'static,
@@ -244,7 +248,10 @@ impl Handle {
             info.push("cancelled".to_owned());
         }
         if cell.timer_loop.is_some() {
-            info.push(format!("when={}", crate::format_helpers::py_float(cell.when.get())));
+            info.push(format!(
+                "when={}",
+                crate::format_helpers::py_float(cell.when.get())
+            ));
         }
         if !cell.callback.is_spent() || !cell.cancelled.get() {
             info.push(format!("{}()", cell.callback.name()));
@@ -412,7 +419,8 @@ impl BaseDefaultEventLoopPolicy {
 
 impl fmt::Debug for BaseDefaultEventLoopPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BaseDefaultEventLoopPolicy").finish_non_exhaustive()
+        f.debug_struct("BaseDefaultEventLoopPolicy")
+            .finish_non_exhaustive()
     }
 }
 

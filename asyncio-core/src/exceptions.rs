@@ -234,7 +234,12 @@ impl Error {
 
     /// An exception group (`BaseExceptionGroup(message, errors)`).
     pub fn group(message: impl Into<Cow<'static, str>>, errors: Vec<Error>) -> Error {
-        Error::build(ErrorKind::ExceptionGroup, Some(message.into()), None, errors)
+        Error::build(
+            ErrorKind::ExceptionGroup,
+            Some(message.into()),
+            None,
+            errors,
+        )
     }
 
     /// An error for a caught panic, with the panic's message.
@@ -577,10 +582,7 @@ mod tests {
 
     #[test]
     fn reprs_follow_python() {
-        assert_eq!(
-            format!("{:?}", Error::cancelled(None)),
-            "CancelledError()"
-        );
+        assert_eq!(format!("{:?}", Error::cancelled(None)), "CancelledError()");
         assert_eq!(
             format!("{:?}", Error::cancelled(Some("bye"))),
             "CancelledError('bye')"
@@ -638,7 +640,10 @@ mod tests {
             "unhandled errors in a TaskGroup",
             vec![Error::value("a"), Error::runtime("b")],
         );
-        assert_eq!(g.to_string(), "unhandled errors in a TaskGroup (2 sub-exceptions)");
+        assert_eq!(
+            g.to_string(),
+            "unhandled errors in a TaskGroup (2 sub-exceptions)"
+        );
         assert_eq!(g.exceptions().len(), 2);
         assert_eq!(
             format!("{g:?}"),

@@ -140,7 +140,10 @@ impl Executor for ThreadPoolExecutor {
         if state.workers.len() < self.pool.max_workers {
             let pool = self.pool.clone();
             let name = format!("{}_{}", self.pool.prefix, state.workers.len());
-            match thread::Builder::new().name(name).spawn(move || pool.worker()) {
+            match thread::Builder::new()
+                .name(name)
+                .spawn(move || pool.worker())
+            {
                 Ok(handle) => {
                     state.worker_ids.push(handle.thread().id());
                     state.workers.push(handle);

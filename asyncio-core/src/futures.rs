@@ -10,11 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use crate::base_events::{EventLoop, LoopInner};
-use crate::slots::{Runnable, SlotKey, SlotWaker};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use crate::exception_context::{ContextValue, ExceptionContext};
 use crate::exceptions::{Error, Result};
+use crate::slots::{Runnable, SlotKey, SlotWaker};
 use crate::tasks::{self, TaskState};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum FutState {
@@ -426,7 +426,10 @@ impl<T: 'static, X: ?Sized + CellExt> Drop for FutureCell<T, X> {
         ctx.exception = Some(exception);
         ctx.set("future", ContextValue::Text(repr));
         if self.core.debug {
-            ctx.set("source_traceback", ContextValue::Location(self.core.location));
+            ctx.set(
+                "source_traceback",
+                ContextValue::Location(self.core.location),
+            );
         }
         self.core.loop_.report(ctx);
     }
@@ -909,7 +912,14 @@ impl<T: 'static> Runnable for CompletionSlot<T> {
             }
         };
         if done {
-            let removed = self.future.cell.core.loop_.slots.borrow_mut().remove(self.key);
+            let removed = self
+                .future
+                .cell
+                .core
+                .loop_
+                .slots
+                .borrow_mut()
+                .remove(self.key);
             drop(removed);
         }
     }

@@ -26,8 +26,9 @@ pub mod timeouts;
 pub use asyncgen::{AsyncGenerator, Yielder};
 pub use base_events::{EventLoop, SourceLocation, ThreadsafeHandle, ThreadsafeLoop};
 pub use events::{
-    AbstractEventLoop, AbstractEventLoopPolicy, BaseDefaultEventLoopPolicy, CallbackResult,
-    Delay, Handle, TimerHandle, _get_running_loop, _set_running_loop, get_running_loop,
+    _get_running_loop, _set_running_loop, get_running_loop, AbstractEventLoop,
+    AbstractEventLoopPolicy, BaseDefaultEventLoopPolicy, CallbackResult, Delay, Handle,
+    TimerHandle,
 };
 pub use exception_context::{ContextValue, ExceptionContext, ExceptionHandler};
 pub use exceptions::{Error, ErrorKind, Result};
@@ -37,8 +38,8 @@ pub use taskgroups::TaskGroup;
 pub use tasks::{
     all_tasks, all_tasks_of, as_completed, create_task, create_task_named, current_task,
     current_task_of, eager_task_factory, gather, run_coroutine_threadsafe, shield, sleep,
-    sleep_with, wait, AnyTask, AsCompleted, ConcurrentFuture, GatheringFuture,
-    GatheringFutureAll, ReturnWhen, Sleep, Task, TaskFactory, TaskInit, Wait,
+    sleep_with, wait, AnyTask, AsCompleted, ConcurrentFuture, GatheringFuture, GatheringFutureAll,
+    ReturnWhen, Sleep, Task, TaskFactory, TaskInit, Wait,
 };
 pub use timeouts::{timeout, timeout_at, wait_for, Timeout};
 

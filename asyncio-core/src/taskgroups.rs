@@ -127,13 +127,17 @@ impl TaskGroup {
     {
         let inner = &self.inner;
         if !inner.entered.get() {
-            return Err(Error::runtime(format!("TaskGroup {self:?} has not been entered")));
+            return Err(Error::runtime(format!(
+                "TaskGroup {self:?} has not been entered"
+            )));
         }
         if inner.exiting.get() && inner.tasks.borrow().is_empty() {
             return Err(Error::runtime(format!("TaskGroup {self:?} is finished")));
         }
         if inner.aborting.get() {
-            return Err(Error::runtime(format!("TaskGroup {self:?} is shutting down")));
+            return Err(Error::runtime(format!(
+                "TaskGroup {self:?} is shutting down"
+            )));
         }
         let loop_ = inner
             .loop_
@@ -216,7 +220,9 @@ impl TaskGroup {
         }
         let loop_ = get_running_loop()?;
         let parent = current_task_of(&loop_).ok_or_else(|| {
-            Error::runtime(format!("TaskGroup {self:?} cannot determine the parent task"))
+            Error::runtime(format!(
+                "TaskGroup {self:?} cannot determine the parent task"
+            ))
         })?;
         *inner.loop_.borrow_mut() = Some(loop_);
         *inner.parent_task.borrow_mut() = Some(parent);

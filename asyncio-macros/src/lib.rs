@@ -15,15 +15,14 @@ struct Options {
 }
 
 fn parse_options(args: TokenStream2) -> syn::Result<Options> {
-    let mut options = Options {
-        debug: None,
-        loop_factory: None,
-        krate: syn::parse_quote!(::asyncio),
-    };
+    let mut options = default_options();
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("debug") {
             let value: LitBool = meta.value()?.parse().map_err(|e| {
-                syn::Error::new(e.span(), "`debug` expects a boolean literal: `debug = true`")
+                syn::Error::new(
+                    e.span(),
+                    "`debug` expects a boolean literal: `debug = true`",
+                )
             })?;
             options.debug = Some(value.value);
             Ok(())
@@ -45,30 +44,60 @@ fn parse_options(args: TokenStream2) -> syn::Result<Options> {
     Ok(options)
 }
 
-fn expand(args: TokenStream2, item: TokenStream2, is_test: bool) -> syn::Result<TokenStream2> {
-    let options = parse_options(args)?;
-    let function: ItemFn = syn::parse2(item)?;
+fn default_options() -> Options {
+    Options {
+        debug: None,
+        loop_factory: None,
+        krate: syn::parse_quote!(::asyncio),
+    }
+}
+
+/// Expands the attribute. On misuse, the error comes with the best
+/// expansion possible, so that IDEs keep analysing the body.
+fn expand(args: TokenStream2, item: TokenStream2, is_test: bool) -> TokenStream2 {
+    let function: ItemFn = match syn::parse2(item.clone()) {
+        Ok(f) => f,
+        Err(e) => return with_error(item, e),
+    };
     let sig = &function.sig;
     let what = if is_test { "test" } else { "main" };
     if sig.asyncness.is_none() {
-        return Err(syn::Error::new(
+        let e = syn::Error::new(
             sig.fn_token.span(),
             "the `async` keyword is missing from the function declaration",
-        ));
+        );
+        return with_error(item, e);
     }
+    let mut error = None::<syn::Error>;
+    let mut push = |e: syn::Error| match &mut error {
+        Some(all) => all.combine(e),
+        None => error = Some(e),
+    };
     if !sig.inputs.is_empty() {
-        return Err(syn::Error::new(
+        push(syn::Error::new(
             sig.inputs.span(),
             format!("the {what} function cannot accept arguments"),
         ));
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-        return Err(syn::Error::new(
+        push(syn::Error::new(
             sig.generics.span(),
             format!("the {what} function cannot have generic parameters"),
         ));
     }
+    let options = parse_options(args).unwrap_or_else(|e| {
+        push(e);
+        default_options()
+    });
+    let mut tokens = generate(&function, &options, is_test);
+    if let Some(e) = error {
+        tokens.extend(e.into_compile_error());
+    }
+    tokens
+}
 
+fn generate(function: &ItemFn, options: &Options, is_test: bool) -> TokenStream2 {
+    let sig = &function.sig;
     let krate = &options.krate;
     let mut runner = quote!(#krate::Runner::new());
     if let Some(debug) = options.debug {
@@ -107,20 +136,20 @@ fn expand(args: TokenStream2, item: TokenStream2, is_test: bool) -> syn::Result<
             }
         }
     };
-    Ok(quote! {
+    quote! {
         #test_attr
         #(#attrs)*
         #vis fn #ident() #output {
             #run
         }
-    })
+    }
 }
 
-fn with_error(item: TokenStream2, error: syn::Error) -> TokenStream {
+fn with_error(item: TokenStream2, error: syn::Error) -> TokenStream2 {
     // Keep the function so IDEs can still analyse its body.
     let mut tokens = item;
     tokens.extend(error.into_compile_error());
-    tokens.into()
+    tokens
 }
 
 /// Marks `async fn main` as the program's entry point: it runs on a new
@@ -138,11 +167,7 @@ fn with_error(item: TokenStream2, error: syn::Error) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
-    let item2: TokenStream2 = item.into();
-    match expand(args.into(), item2.clone(), false) {
-        Ok(tokens) => tokens.into(),
-        Err(e) => with_error(item2, e),
-    }
+    expand(args.into(), item.into(), false).into()
 }
 
 /// Marks `async fn` as a test run on its own event loop, like
@@ -156,9 +181,5 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
-    let item2: TokenStream2 = item.into();
-    match expand(args.into(), item2.clone(), true) {
-        Ok(tokens) => tokens.into(),
-        Err(e) => with_error(item2, e),
-    }
+    expand(args.into(), item.into(), true).into()
 }

@@ -227,7 +227,9 @@ where
     let location = Location::caller();
     let mut awaitables = awaitables.into_iter().peekable();
     if awaitables.peek().is_none() {
-        return GatheringFuture { state: State::Empty };
+        return GatheringFuture {
+            state: State::Empty,
+        };
     }
     let loop_ = match get_running_loop() {
         Ok(l) => l,

@@ -15,9 +15,7 @@ use std::task::{Context, Poll, Waker};
 use crate::base_events::{EventLoop, LoopInner, Ready};
 use crate::exception_context::{ContextValue, ExceptionContext};
 use crate::exceptions::{py_str_repr, Error, Result};
-use crate::futures::{
-    Awaitable, CellExt, DynCell, FutureAwait, FutureCell, FutureCore, FutureObj,
-};
+use crate::futures::{Awaitable, CellExt, DynCell, FutureAwait, FutureCell, FutureCore, FutureObj};
 use crate::slots::{Runnable, SlotKey, SlotWaker};
 use crate::Future;
 
@@ -248,12 +246,20 @@ where
                 ctx.set("task", ContextValue::Task(t));
             }
             if self.core.debug {
-                ctx.set("source_traceback", ContextValue::Location(self.core.location));
+                ctx.set(
+                    "source_traceback",
+                    ContextValue::Location(self.core.location),
+                );
             }
             self.core.loop_.report(ctx);
         }
         task.fut_waiter.borrow_mut().take();
-        let coro = self.ext.coro.try_borrow_mut().ok().and_then(|mut s| s.take());
+        let coro = self
+            .ext
+            .coro
+            .try_borrow_mut()
+            .ok()
+            .and_then(|mut s| s.take());
         drop(coro);
     }
 }
@@ -461,7 +467,11 @@ impl EventLoop {
         if init.eager_start && self.is_running() {
             cell.step();
         } else {
-            cell.ext.state.slot_waker.scheduled.store(true, Ordering::Relaxed);
+            cell.ext
+                .state
+                .slot_waker
+                .scheduled
+                .store(true, Ordering::Relaxed);
             inner.push_ready(Ready::Slot(key));
         }
         let dyn_cell: Rc<DynCell<T>> = cell;
@@ -595,7 +605,9 @@ impl<T: 'static> Task<T> {
 
     /// The task without its output type.
     pub fn as_any(&self) -> AnyTask {
-        AnyTask { obj: self.fut.obj() }
+        AnyTask {
+            obj: self.fut.obj(),
+        }
     }
 
     /// Waits for the task and moves its result out (for outputs that are not `Clone`).
@@ -804,4 +816,3 @@ impl IntoFuture for &AnyTask {
         }
     }
 }
-

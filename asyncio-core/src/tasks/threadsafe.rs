@@ -56,7 +56,11 @@ impl<T> fmt::Debug for ConcurrentFuture<T> {
             CfState::Finished(Ok(_)) => "finished returned",
             CfState::Finished(Err(_)) => "finished raised",
         };
-        write!(f, "<Future at {:p} state={state}>", Arc::as_ptr(&self.shared))
+        write!(
+            f,
+            "<Future at {:p} state={state}>",
+            Arc::as_ptr(&self.shared)
+        )
     }
 }
 
@@ -156,7 +160,10 @@ impl<T> ConcurrentFuture<T> {
         callback(self);
     }
 
-    fn wait_done(&self, timeout: Option<Duration>) -> Result<std::sync::MutexGuard<'_, CfInner<T>>> {
+    fn wait_done(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<std::sync::MutexGuard<'_, CfInner<T>>> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut inner = self.lock();
         while matches!(inner.state, CfState::Pending) {

@@ -1,0 +1,2 @@
+#[asyncio::main]
+fn main() {}

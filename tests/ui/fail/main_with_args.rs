@@ -1,0 +1,2 @@
+#[asyncio::main]
+async fn main(_argc: i32) {}
