@@ -2,7 +2,7 @@
 //! (CPython's `base_events.py`).
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::rc::Rc;
@@ -21,6 +21,7 @@ use crate::exceptions::{Error, Result};
 use crate::executor::{Executor, ThreadPoolExecutor};
 use crate::slots::{SlotKey, Slots};
 use crate::tasks::TaskFactory;
+use crate::timer_heap::{TimerEntry, TimerHeap};
 
 /// Timers with more entries than this are candidates for a full purge.
 const MIN_SCHEDULED_TIMER_HANDLES: usize = 100;
@@ -43,6 +44,8 @@ pub(crate) enum Ready {
     Slot(SlotKey),
     /// A `call_soon_threadsafe` callback.
     Threadsafe(Arc<ThreadsafeCall>),
+    /// A library done callback (see `futures::Notify`).
+    Notify(Rc<dyn crate::futures::Notify>, usize),
 }
 
 /// A callback sent from another thread.
@@ -85,37 +88,10 @@ impl LoopShared {
     }
 }
 
-struct TimerEntry {
-    when: f64,
-    seq: u64,
-    handle: Handle,
-}
-
-impl PartialEq for TimerEntry {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other).is_eq()
-    }
-}
-impl Eq for TimerEntry {}
-impl PartialOrd for TimerEntry {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for TimerEntry {
-    // Reversed: BinaryHeap is a max-heap and the earliest deadline must be on top.
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        other
-            .when
-            .total_cmp(&self.when)
-            .then_with(|| other.seq.cmp(&self.seq))
-    }
-}
-
 pub(crate) struct LoopInner {
     pub(crate) id: u64,
     ready: RefCell<VecDeque<Ready>>,
-    scheduled: RefCell<BinaryHeap<TimerEntry>>,
+    scheduled: RefCell<TimerHeap>,
     timer_cancelled_count: Cell<usize>,
     timer_seq: Cell<u64>,
     stopping: Cell<bool>,
@@ -192,7 +168,7 @@ impl EventLoop {
                 this: this.clone(),
                 id,
                 ready: RefCell::new(VecDeque::with_capacity(64)),
-                scheduled: RefCell::new(BinaryHeap::new()),
+                scheduled: RefCell::new(TimerHeap::default()),
                 timer_cancelled_count: Cell::new(0),
                 timer_seq: Cell::new(0),
                 stopping: Cell::new(false),
@@ -345,9 +321,9 @@ impl EventLoop {
         }
         let ready = std::mem::take(&mut *inner.ready.borrow_mut());
         drop(ready);
-        let timers = std::mem::take(&mut *inner.scheduled.borrow_mut());
+        let timers = inner.scheduled.borrow_mut().take();
         for t in &timers {
-            t.handle.cell.scheduled.set(false);
+            t.cell.scheduled.set(false);
         }
         drop(timers);
         inner.timer_cancelled_count.set(0);
@@ -687,8 +663,16 @@ impl LoopInner {
         self.timer_seq.set(seq + 1);
         self.scheduled
             .borrow_mut()
-            .push(TimerEntry { when, seq, handle });
+            .push(TimerEntry::new(when, seq, handle));
         self.wake_driver_if_idle();
+    }
+
+    /// Schedules a [`Notify`](crate::futures::Notify) callback like `call_soon`
+    /// (dropped on a closed loop, where it could never run).
+    pub(crate) fn push_notify(&self, target: Rc<dyn crate::futures::Notify>, index: usize) {
+        if !self.closed.get() {
+            self.push_ready(Ready::Notify(target, index));
+        }
     }
 
     pub(crate) fn timer_handle_cancelled(&self) {
@@ -722,9 +706,9 @@ impl LoopInner {
         if count > MIN_SCHEDULED_TIMER_HANDLES
             && cancelled as f64 / count as f64 > MIN_CANCELLED_TIMER_HANDLES_FRACTION
         {
-            heap.retain(|entry| {
-                if entry.handle.cancelled() {
-                    entry.handle.cell.scheduled.set(false);
+            heap.retain(|handle| {
+                if handle.cancelled() {
+                    handle.cell.scheduled.set(false);
                     false
                 } else {
                     true
@@ -732,9 +716,9 @@ impl LoopInner {
             });
             self.timer_cancelled_count.set(0);
         } else {
-            while heap.peek().is_some_and(|top| top.handle.cancelled()) {
-                if let Some(entry) = heap.pop() {
-                    entry.handle.cell.scheduled.set(false);
+            while heap.peek().is_some_and(|top| top.cancelled()) {
+                if let Some(handle) = heap.pop() {
+                    handle.cell.scheduled.set(false);
                 }
                 self.timer_cancelled_count
                     .set(self.timer_cancelled_count.get().saturating_sub(1));
@@ -780,7 +764,7 @@ impl LoopInner {
             self.drain_injected();
             self.purge_timers();
             if self.ready.borrow().is_empty() && !self.stopping.get() {
-                let next = self.scheduled.borrow().peek().map(|t| t.when);
+                let next = self.scheduled.borrow().peek().map(|h| h.cell.when.get());
                 let wait = match next {
                     Some(when) => self
                         .backend
@@ -820,10 +804,13 @@ impl LoopInner {
         }
         let end_time = events::monotonic() + CLOCK_RESOLUTION;
         let mut ready = self.ready.borrow_mut();
-        while heap.peek().is_some_and(|top| top.when < end_time) {
-            if let Some(entry) = heap.pop() {
-                entry.handle.cell.scheduled.set(false);
-                ready.push_back(Ready::Handle(entry.handle));
+        while heap
+            .peek()
+            .is_some_and(|top| top.cell.when.get() < end_time)
+        {
+            if let Some(handle) = heap.pop() {
+                handle.cell.scheduled.set(false);
+                ready.push_back(Ready::Handle(handle));
             }
         }
     }
@@ -853,6 +840,13 @@ impl LoopInner {
                 let runnable = self.slots.borrow().get(key);
                 if let Some(runnable) = runnable {
                     runnable.run();
+                }
+            }
+            Ready::Notify(target, index) => {
+                if let Err(payload) = catch_unwind(AssertUnwindSafe(|| target.notify(index))) {
+                    let mut ctx = ExceptionContext::new("Exception in callback <callback>()");
+                    ctx.exception = Some(Error::panic(&*payload));
+                    self.report(ctx);
                 }
             }
             Ready::Threadsafe(call) => {
@@ -887,6 +881,7 @@ impl LoopInner {
                 }
             }
             Ready::Threadsafe(c) => (format!("<Handle {}()>", c.name), None),
+            Ready::Notify(..) => ("<Handle <callback>()>".to_owned(), None),
         };
         self.current_handle.set(location);
         let t0 = events::monotonic();

@@ -39,9 +39,102 @@ pub struct CallbackId(u64);
 
 type DoneCallback<T> = Box<dyn FnOnce(&Future<T>)>;
 
+struct DoneEntry<T: 'static> {
+    id: CallbackId,
+    name: &'static str,
+    callback: DoneCallback<T>,
+}
+
+/// Who to tell when a future is done, in registration order.
 enum Waiter<T: 'static> {
-    Done(CallbackId, &'static str, DoneCallback<T>),
+    /// A task (or any `std` awaiter) blocked on the future.
     Wake(Waker),
+    /// A library callback that needs no allocation: `notify(index)`.
+    Notify(CallbackId, Rc<dyn Notify>, usize),
+    /// A user's done callback.
+    Done(Box<DoneEntry<T>>),
+}
+
+impl<T: 'static> Waiter<T> {
+    fn id(&self) -> Option<CallbackId> {
+        match self {
+            Waiter::Wake(_) => None,
+            Waiter::Notify(id, ..) => Some(*id),
+            Waiter::Done(d) => Some(d.id),
+        }
+    }
+}
+
+/// The waiter list, with room for one waiter inline (the common case).
+enum Waiters<T: 'static> {
+    Empty,
+    One(Waiter<T>),
+    Many(Vec<Waiter<T>>),
+}
+
+impl<T: 'static> Waiters<T> {
+    const fn new() -> Self {
+        Waiters::Empty
+    }
+
+    fn push(&mut self, w: Waiter<T>) {
+        match std::mem::replace(self, Waiters::Empty) {
+            Waiters::Empty => *self = Waiters::One(w),
+            Waiters::One(first) => *self = Waiters::Many(vec![first, w]),
+            Waiters::Many(mut all) => {
+                all.push(w);
+                *self = Waiters::Many(all);
+            }
+        }
+    }
+
+    fn as_slice(&self) -> &[Waiter<T>] {
+        match self {
+            Waiters::Empty => &[],
+            Waiters::One(w) => std::slice::from_ref(w),
+            Waiters::Many(all) => all,
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Waiter<T>> {
+        self.as_slice().iter()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
+    }
+
+    fn take(&mut self) -> Waiters<T> {
+        std::mem::replace(self, Waiters::Empty)
+    }
+
+    fn into_vec(self) -> Vec<Waiter<T>> {
+        match self {
+            Waiters::Empty => Vec::new(),
+            Waiters::One(w) => vec![w],
+            Waiters::Many(all) => all,
+        }
+    }
+
+    /// Removes the entries with `id`, returning them (to be dropped by the
+    /// caller outside the borrow).
+    fn remove(&mut self, id: CallbackId) -> Vec<Waiter<T>> {
+        let (kept, removed): (Vec<_>, Vec<_>) = self
+            .take()
+            .into_vec()
+            .into_iter()
+            .partition(|w| w.id() != Some(id));
+        for w in kept {
+            self.push(w);
+        }
+        removed
+    }
+}
+
+/// A library-internal done callback: `notify(index)` runs in the loop
+/// (scheduled like `call_soon`) once the future it was added to is done.
+pub(crate) trait Notify {
+    fn notify(&self, index: usize);
 }
 
 /// The state every future and task shares.
@@ -49,20 +142,29 @@ pub(crate) struct FutureCore<T: 'static> {
     pub(crate) loop_: Rc<LoopInner>,
     pub(crate) state: Cell<FutState>,
     result: RefCell<Option<Result<T>>>,
-    waiters: RefCell<Vec<Waiter<T>>>,
+    waiters: RefCell<Waiters<T>>,
     log_traceback: Cell<bool>,
-    cancel_message: RefCell<Option<String>>,
-    cancelled_exc: RefCell<Option<Error>>,
+    /// `_cancel_message` and `_cancelled_exc`, boxed: most futures never need them.
+    cancel_info: RefCell<Option<Box<CancelInfo>>>,
     pub(crate) location: &'static Location<'static>,
     pub(crate) debug: bool,
     pub(crate) this: Weak<dyn FutureObj>,
-    pub(crate) this_typed: Weak<DynCell<T>>,
+}
+
+#[derive(Default)]
+struct CancelInfo {
+    message: Option<String>,
+    exc: Option<Error>,
 }
 
 /// What a [`FutureCell`] carries beyond the shared state: nothing for a plain
 /// future, the coroutine and task state for a task.
 pub(crate) trait CellExt: 'static {
     fn task(&self) -> Option<&TaskState>;
+    /// The printable name of a task's coroutine.
+    fn coro_name(&self) -> &'static str {
+        ""
+    }
     /// Replaces `Future.cancel()` of a pending future (as `_GatheringFuture`
     /// does); `None` keeps the plain behaviour.
     fn cancel_override(&self, _msg: Option<&str>) -> Option<bool> {
@@ -88,7 +190,7 @@ pub(crate) type DynCell<T> = FutureCell<T, dyn CellExt>;
 
 /// The type-erased view of a future or task, used where outputs differ
 /// (`all_tasks()`, a task's `fut_waiter`, reports).
-pub(crate) trait FutureObj {
+pub(crate) trait FutureObj: std::any::Any {
     fn done(&self) -> bool;
     fn cancelled(&self) -> bool;
     /// `Future.cancel()`, or `Task.cancel()` for tasks.
@@ -101,16 +203,20 @@ pub(crate) trait FutureObj {
     fn error(&self) -> Option<Error>;
     fn add_waker(&self, waker: &Waker);
     fn add_erased_callback(&self, name: &'static str, f: Box<dyn FnOnce()>) -> CallbackId;
+    /// Adds a [`Notify`] done callback (scheduled at once if already done).
+    fn add_notify(&self, target: Rc<dyn Notify>, index: usize) -> CallbackId;
+    /// The message a pending or delivered cancellation carries.
+    fn cancel_message(&self) -> Option<String>;
     fn remove_callback(&self, id: CallbackId) -> usize;
     fn addr(&self) -> *const ();
     fn self_rc(&self) -> Option<Rc<dyn FutureObj>>;
+    fn coro_name(&self) -> &'static str;
 }
 
 impl<T: 'static> FutureCore<T> {
     pub(crate) fn new(
         loop_: Rc<LoopInner>,
         this: Weak<dyn FutureObj>,
-        this_typed: Weak<DynCell<T>>,
         location: &'static Location<'static>,
     ) -> FutureCore<T> {
         let debug = loop_.debug();
@@ -118,14 +224,12 @@ impl<T: 'static> FutureCore<T> {
             loop_,
             state: Cell::new(FutState::Pending),
             result: RefCell::new(None),
-            waiters: RefCell::new(Vec::new()),
+            waiters: RefCell::new(Waiters::new()),
             log_traceback: Cell::new(false),
-            cancel_message: RefCell::new(None),
-            cancelled_exc: RefCell::new(None),
+            cancel_info: RefCell::new(None),
             location,
             debug,
             this,
-            this_typed,
         }
     }
 
@@ -134,14 +238,33 @@ impl<T: 'static> FutureCore<T> {
     }
 
     pub(crate) fn make_cancelled_error(&self) -> Error {
-        if let Some(e) = self.cancelled_exc.borrow().as_ref() {
+        let info = self.cancel_info.borrow();
+        if let Some(e) = info.as_ref().and_then(|i| i.exc.as_ref()) {
             return e.clone();
         }
-        Error::cancelled(self.cancel_message.borrow().as_deref())
+        Error::cancelled(info.as_ref().and_then(|i| i.message.as_deref()))
     }
 
     pub(crate) fn set_cancelled_exc(&self, e: Error) {
-        *self.cancelled_exc.borrow_mut() = Some(e);
+        self.cancel_info
+            .borrow_mut()
+            .get_or_insert_with(Default::default)
+            .exc = Some(e);
+    }
+
+    pub(crate) fn cancel_message(&self) -> Option<String> {
+        self.cancel_info
+            .borrow()
+            .as_ref()
+            .and_then(|i| i.message.clone())
+    }
+
+    pub(crate) fn set_cancel_message(&self, msg: Option<&str>) {
+        let mut info = self.cancel_info.borrow_mut();
+        if msg.is_none() && info.is_none() {
+            return;
+        }
+        info.get_or_insert_with(Default::default).message = msg.map(str::to_owned);
     }
 
     fn result_with(&self, extract: impl FnOnce(&mut Option<Result<T>>) -> Result<T>) -> Result<T> {
@@ -194,7 +317,7 @@ impl<T: 'static> FutureCore<T> {
         let mut waiters = self.waiters.borrow_mut();
         let known = waiters.iter().any(|w| match w {
             Waiter::Wake(w) => w.will_wake(waker),
-            Waiter::Done(..) => false,
+            _ => false,
         });
         if !known {
             waiters.push(Waiter::Wake(waker.clone()));
@@ -208,21 +331,7 @@ impl<T: 'static> FutureCore<T> {
     }
 
     fn remove_callback(&self, id: CallbackId) -> usize {
-        let removed = {
-            let mut waiters = self.waiters.borrow_mut();
-            let before = waiters.len();
-            let mut removed = Vec::new();
-            let mut i = 0;
-            while i < waiters.len() {
-                if matches!(&waiters[i], Waiter::Done(cid, ..) if *cid == id) {
-                    removed.push(waiters.remove(i));
-                } else {
-                    i += 1;
-                }
-            }
-            debug_assert_eq!(before - waiters.len(), removed.len());
-            removed
-        };
+        let removed = self.waiters.borrow_mut().remove(id);
         // Dropped outside the borrow: a callback's captures may touch this future.
         removed.len()
     }
@@ -235,7 +344,8 @@ impl<T: 'static> FutureCore<T> {
         let names: Vec<String> = waiters
             .iter()
             .map(|w| match w {
-                Waiter::Done(_, name, _) => format!("{name}()"),
+                Waiter::Done(d) => format!("{}()", d.name),
+                Waiter::Notify(..) => "<callback>()".to_owned(),
                 Waiter::Wake(_) => "Task.task_wakeup()".to_owned(),
             })
             .collect();
@@ -273,15 +383,22 @@ impl<T: 'static> FutureCore<T> {
 
 impl<T: 'static> FutureCell<T, dyn CellExt> {
     fn schedule_callbacks(self: &Rc<Self>) {
-        let waiters = std::mem::take(&mut *self.core.waiters.borrow_mut());
-        for waiter in waiters {
-            match waiter {
-                Waiter::Wake(w) => w.wake(),
-                Waiter::Done(_, _, callback) => {
-                    let fut = Future { cell: self.clone() };
-                    self.core.loop_.call_soon_internal(move || callback(&fut));
-                }
+        let waiters = self.core.waiters.borrow_mut().take();
+        let run = |waiter: Waiter<T>| match waiter {
+            Waiter::Wake(w) => w.wake(),
+            Waiter::Notify(_, target, index) => {
+                self.core.loop_.push_notify(target, index);
             }
+            Waiter::Done(entry) => {
+                let fut = Future { cell: self.clone() };
+                let callback = entry.callback;
+                self.core.loop_.call_soon_internal(move || callback(&fut));
+            }
+        };
+        match waiters {
+            Waiters::Empty => {}
+            Waiters::One(w) => run(w),
+            Waiters::Many(all) => all.into_iter().for_each(run),
         }
     }
 
@@ -306,14 +423,17 @@ impl<T: 'static> FutureCell<T, dyn CellExt> {
             return false;
         }
         self.core.state.set(FutState::Cancelled);
-        *self.core.cancel_message.borrow_mut() = msg.map(str::to_owned);
+        self.core.set_cancel_message(msg);
         self.schedule_callbacks();
         true
     }
 
     pub(crate) fn repr_string(&self) -> String {
         match self.ext.task() {
-            Some(task) => format!("<Task {}>", task.repr_info(&self.core).join(" ")),
+            Some(task) => format!(
+                "<Task {}>",
+                task.repr_info(&self.core, self.ext.coro_name()).join(" ")
+            ),
             None => format!("<Future {}>", self.core.repr_info().join(" ")),
         }
     }
@@ -325,7 +445,8 @@ impl<T: 'static> FutureCell<T, dyn CellExt> {
     ) -> CallbackId {
         let id = self.core.next_callback_id();
         if self.core.is_pending() {
-            self.core.add_waiter(Waiter::Done(id, name, callback));
+            self.core
+                .add_waiter(Waiter::Done(Box::new(DoneEntry { id, name, callback })));
         } else {
             let fut = Future { cell: self.clone() };
             self.core.loop_.call_soon_internal(move || callback(&fut));
@@ -334,7 +455,7 @@ impl<T: 'static> FutureCell<T, dyn CellExt> {
     }
 }
 
-impl<T: 'static, X: ?Sized + CellExt> FutureObj for FutureCell<T, X> {
+impl<T: 'static, X: CellExt> FutureObj for FutureCell<T, X> {
     fn done(&self) -> bool {
         !self.core.is_pending()
     }
@@ -352,7 +473,10 @@ impl<T: 'static, X: ?Sized + CellExt> FutureObj for FutureCell<T, X> {
 
     fn repr(&self) -> String {
         match self.ext.task() {
-            Some(task) => format!("<Task {}>", task.repr_info(&self.core).join(" ")),
+            Some(task) => format!(
+                "<Task {}>",
+                task.repr_info(&self.core, self.ext.coro_name()).join(" ")
+            ),
             None => format!("<Future {}>", self.core.repr_info().join(" ")),
         }
     }
@@ -388,6 +512,20 @@ impl<T: 'static, X: ?Sized + CellExt> FutureObj for FutureCell<T, X> {
         self.core.remove_callback(id)
     }
 
+    fn add_notify(&self, target: Rc<dyn Notify>, index: usize) -> CallbackId {
+        let id = self.core.next_callback_id();
+        if self.core.is_pending() {
+            self.core.add_waiter(Waiter::Notify(id, target, index));
+        } else {
+            self.core.loop_.push_notify(target, index);
+        }
+        id
+    }
+
+    fn cancel_message(&self) -> Option<String> {
+        self.core.cancel_message()
+    }
+
     fn addr(&self) -> *const () {
         self as *const Self as *const ()
     }
@@ -395,12 +533,18 @@ impl<T: 'static, X: ?Sized + CellExt> FutureObj for FutureCell<T, X> {
     fn self_rc(&self) -> Option<Rc<dyn FutureObj>> {
         self.core.this.upgrade()
     }
+
+    fn coro_name(&self) -> &'static str {
+        self.ext.coro_name()
+    }
 }
 
-impl<T: 'static, X: ?Sized + CellExt> FutureCell<T, X> {
+impl<T: 'static, X: CellExt> FutureCell<T, X> {
     /// This cell as the `Rc<DynCell<T>>` its handles use.
     fn rc_dyn(&self) -> Option<Rc<DynCell<T>>> {
-        self.core.this_typed.upgrade()
+        let any: Rc<dyn std::any::Any> = self.core.this.upgrade()?;
+        let typed: Rc<FutureCell<T, X>> = any.downcast().ok()?;
+        Some(typed)
     }
 }
 
@@ -415,7 +559,10 @@ impl<T: 'static, X: ?Sized + CellExt> Drop for FutureCell<T, X> {
         };
         let is_task = self.ext.task().is_some();
         let repr = match self.ext.task() {
-            Some(task) => format!("<Task {}>", task.repr_info(&self.core).join(" ")),
+            Some(task) => format!(
+                "<Task {}>",
+                task.repr_info(&self.core, self.ext.coro_name()).join(" ")
+            ),
             None => format!("<Future {}>", self.core.repr_info().join(" ")),
         };
         let mut ctx = ExceptionContext::new(if is_task {
@@ -488,9 +635,8 @@ impl<T: 'static> Future<T> {
     ) -> Future<T> {
         let cell: Rc<FutureCell<T, X>> = Rc::new_cyclic(|weak: &Weak<FutureCell<T, X>>| {
             let this: Weak<dyn FutureObj> = weak.clone();
-            let this_typed: Weak<DynCell<T>> = weak.clone();
             FutureCell {
-                core: FutureCore::new(loop_.clone(), this, this_typed, location),
+                core: FutureCore::new(loop_.clone(), this, location),
                 ext,
             }
         });
@@ -664,7 +810,7 @@ pub(crate) fn poll_await_obj<O: ?Sized + FutureObj>(
             obj.add_waker(cx.waker());
             *task.fut_waiter.borrow_mut() = obj.self_rc();
             if task.must_cancel.get() {
-                let msg = task.cancel_message();
+                let msg = task_obj.cancel_message();
                 if obj.cancel_obj(msg.as_deref()) {
                     task.must_cancel.set(false);
                 }
@@ -675,7 +821,7 @@ pub(crate) fn poll_await_obj<O: ?Sized + FutureObj>(
             // The task was suspended here and cancelled before it resumed:
             // the cancellation wins over the result, as in Python.
             task.must_cancel.set(false);
-            return Some(Err(Error::cancelled(task.cancel_message().as_deref())));
+            return Some(Err(Error::cancelled(task_obj.cancel_message().as_deref())));
         }
         None
     });
@@ -696,7 +842,10 @@ pub(crate) fn poll_await<T: 'static>(
     cx: &mut Context<'_>,
     extract: impl FnOnce(&FutureCore<T>) -> Result<T>,
 ) -> Poll<Result<T>> {
-    match poll_await_obj(&**cell, cx) {
+    let Some(obj) = cell.core.this.upgrade() else {
+        return Poll::Ready(Err(Error::invalid_state("future is being destroyed")));
+    };
+    match poll_await_obj(&*obj, cx) {
         Poll::Ready(Ok(())) => Poll::Ready(extract(&cell.core)),
         Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
         Poll::Pending => Poll::Pending,

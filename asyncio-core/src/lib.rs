@@ -22,6 +22,7 @@ pub mod taskgroups;
 pub mod tasks;
 pub mod testing;
 pub mod timeouts;
+mod timer_heap;
 
 pub use asyncgen::{AsyncGenerator, Yielder};
 pub use base_events::{EventLoop, SourceLocation, ThreadsafeHandle, ThreadsafeLoop};

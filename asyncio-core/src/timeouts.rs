@@ -137,9 +137,8 @@ impl Timeout {
                 }
             };
             let handle = if when <= loop_.time() {
-                // call_soon, as CPython does for a deadline already past.
-                let h = loop_.call_at(f64::NEG_INFINITY, on_timeout)?;
-                h
+                // Due at once: runs with the next batch, as CPython's call_soon.
+                loop_.call_at(f64::NEG_INFINITY, on_timeout)?
             } else {
                 loop_.call_at(when, on_timeout)?
             };

@@ -1,9 +1,10 @@
 //! `asyncio.gather`.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::fmt;
 use std::future::{Future as StdFuture, IntoFuture};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::Location;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -12,7 +13,7 @@ use std::task::{Context, Poll};
 use crate::base_events::EventLoop;
 use crate::events::get_running_loop;
 use crate::exceptions::{Error, Result};
-use crate::futures::{poll_await, CellExt, FutureObj};
+use crate::futures::{poll_await, CellExt, FutureObj, Notify};
 use crate::tasks::TaskState;
 use crate::{Awaitable, Future};
 
@@ -139,23 +140,48 @@ fn start(
         if child.done() {
             shared.done_at_start.borrow_mut().push(index);
         } else {
-            let s = shared.clone();
-            child.add_erased_callback(
-                "gather.<locals>._done_callback",
-                Box::new(move || s.child_done(index)),
-            );
+            child.add_notify(shared.clone(), index);
         }
     }
     (outer, shared)
 }
 
+impl Notify for Shared {
+    fn notify(&self, index: usize) {
+        self.child_done(index);
+    }
+}
+
+/// Hashes addresses: they are unique already, so one multiply spreads them.
+#[derive(Default)]
+struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8 | *b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (n as u64)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_right(29);
+    }
+}
+
 /// Deduplicates children (CPython gathers a future passed twice once).
-fn dedupe(objs: &[Rc<dyn FutureObj>]) -> Vec<Rc<dyn FutureObj>> {
-    let mut seen = HashMap::new();
+/// Tasks made by `gather` itself are new, so only the others are checked.
+fn dedupe(objs: Vec<(Rc<dyn FutureObj>, bool)>) -> Vec<Rc<dyn FutureObj>> {
+    let mut seen: HashSet<usize, BuildHasherDefault<AddrHasher>> = HashSet::default();
     let mut unique = Vec::with_capacity(objs.len());
-    for obj in objs {
-        if seen.insert(obj.addr(), ()).is_none() {
-            unique.push(obj.clone());
+    for (obj, owned) in objs {
+        if owned || seen.insert(obj.addr() as usize) {
+            unique.push(obj);
         }
     }
     unique
@@ -262,8 +288,8 @@ where
             }
         }
     }
-    let objs: Vec<Rc<dyn FutureObj>> = children.iter().map(|c| c.fut.obj()).collect();
-    let (outer, shared) = start(&loop_, dedupe(&objs), false, location);
+    let objs = children.iter().map(|c| (c.fut.obj(), c.owned)).collect();
+    let (outer, shared) = start(&loop_, dedupe(objs), false, location);
     GatheringFuture {
         state: State::Live(Live {
             outer,
@@ -481,8 +507,8 @@ pub fn gather_erased(
     children: Vec<ErasedChild>,
     return_exceptions: bool,
 ) -> Future<()> {
-    let objs: Vec<Rc<dyn FutureObj>> = children.into_iter().map(|c| c.0).collect();
-    let (outer, shared) = start(loop_, dedupe(&objs), return_exceptions, Location::caller());
+    let objs = children.into_iter().map(|c| (c.0, false)).collect();
+    let (outer, shared) = start(loop_, dedupe(objs), return_exceptions, Location::caller());
     shared.settle();
     outer
 }

@@ -94,23 +94,16 @@ pub(crate) struct TaskState {
     name: RefCell<Option<Cow<'static, str>>>,
     num_cancels_requested: Cell<u32>,
     pub(crate) must_cancel: Cell<bool>,
-    cancel_message: RefCell<Option<String>>,
     /// The asyncio future the task is suspended on.
     pub(crate) fut_waiter: RefCell<Option<Rc<dyn FutureObj>>>,
     /// Identity of the future the current step resumed from.
     pub(crate) resumed_from: Cell<*const ()>,
     started: Cell<bool>,
-    waker: Waker,
     slot_waker: Arc<SlotWaker>,
-    coro_name: &'static str,
     pub(crate) log_destroy_pending: Cell<bool>,
 }
 
 impl TaskState {
-    pub(crate) fn cancel_message(&self) -> Option<String> {
-        self.cancel_message.borrow().clone()
-    }
-
     fn name(&self) -> String {
         match &*self.name.borrow() {
             Some(n) => n.to_string(),
@@ -118,7 +111,11 @@ impl TaskState {
         }
     }
 
-    pub(crate) fn repr_info<T: 'static>(&self, core: &FutureCore<T>) -> Vec<String> {
+    pub(crate) fn repr_info<T: 'static>(
+        &self,
+        core: &FutureCore<T>,
+        coro_name: &str,
+    ) -> Vec<String> {
         let mut info = core.repr_info();
         if self.num_cancels_requested.get() > 0 && core.is_pending() {
             info[0] = "cancelling".to_owned();
@@ -127,7 +124,7 @@ impl TaskState {
         if let Some(w) = self.fut_waiter.borrow().as_ref() {
             info.insert(2, format!("wait_for={}", w.repr()));
         }
-        info.insert(2, format!("coro=<{}>", self.coro_name));
+        info.insert(2, format!("coro=<{coro_name}>"));
         info
     }
 }
@@ -141,6 +138,10 @@ pub(crate) struct TaskBody<F> {
 impl<F: 'static> CellExt for TaskBody<F> {
     fn task(&self) -> Option<&TaskState> {
         Some(&self.state)
+    }
+
+    fn coro_name(&self) -> &'static str {
+        crate::events::callback_name::<F>()
     }
 }
 
@@ -166,7 +167,7 @@ where
             // Python throws CancelledError into the coroutine before its first
             // line runs: the body never starts.
             task.must_cancel.set(false);
-            let err = Error::cancelled(task.cancel_message().as_deref());
+            let err = Error::cancelled(self.core.cancel_message().as_deref());
             self.complete(Err(err));
             return;
         }
@@ -185,7 +186,8 @@ where
             // which never moves; it is only ever dropped in place (by writing
             // `None` over it), never moved out, so it stays pinned.
             let coro = unsafe { Pin::new_unchecked(coro) };
-            let mut cx = Context::from_waker(&task.waker);
+            let waker = Waker::from(task.slot_waker.clone());
+            let mut cx = Context::from_waker(&waker);
             catch_unwind(AssertUnwindSafe(|| coro.poll(&mut cx)))
         };
         swap_current_task(previous);
@@ -207,7 +209,7 @@ where
             Ok(_) if task.must_cancel.get() => {
                 // Cancelled right before the coroutine returned.
                 task.must_cancel.set(false);
-                let msg = task.cancel_message();
+                let msg = self.core.cancel_message();
                 cell.cancel_future(msg.as_deref());
                 Ok(())
             }
@@ -283,7 +285,7 @@ pub(crate) fn task_cancel<T: 'static>(cell: &Rc<DynCell<T>>, msg: Option<&str>) 
         }
     }
     task.must_cancel.set(true);
-    *task.cancel_message.borrow_mut() = msg.map(str::to_owned);
+    cell.core.set_cancel_message(msg);
     // In Python the step is necessarily scheduled here; a Rust task may be
     // parked in a non-asyncio future, so schedule a step to deliver it.
     task.slot_waker.schedule();
@@ -436,27 +438,22 @@ impl EventLoop {
             scheduled: AtomicBool::new(false),
             shared: inner.shared.clone(),
         });
-        let waker = Waker::from(slot_waker.clone());
         let state = TaskState {
             key,
             number: TASK_NAME_COUNTER.fetch_add(1, Ordering::Relaxed),
             name: RefCell::new(init.name.map(Cow::Owned)),
             num_cancels_requested: Cell::new(0),
             must_cancel: Cell::new(false),
-            cancel_message: RefCell::new(None),
             fut_waiter: RefCell::new(None),
             resumed_from: Cell::new(std::ptr::null()),
             started: Cell::new(false),
-            waker,
             slot_waker,
-            coro_name: init.coro_name,
             log_destroy_pending: Cell::new(true),
         };
         let cell: Rc<TaskCell<T, F>> = Rc::new_cyclic(|weak: &Weak<TaskCell<T, F>>| {
             let this: Weak<dyn FutureObj> = weak.clone();
-            let this_typed: Weak<DynCell<T>> = weak.clone();
             FutureCell {
-                core: FutureCore::new(inner.clone(), this, this_typed, location),
+                core: FutureCore::new(inner.clone(), this, location),
                 ext: TaskBody {
                     state,
                     coro: RefCell::new(Some(coro)),
@@ -595,7 +592,7 @@ impl<T: 'static> Task<T> {
     /// The coroutine's printable name (Python's `get_coro()` shows the
     /// coroutine object; a Rust future has only its type name).
     pub fn get_coro(&self) -> &'static str {
-        self.state().coro_name
+        self.fut.cell.ext.coro_name()
     }
 
     /// The task as a [`Future`] handle.
@@ -733,7 +730,7 @@ impl AnyTask {
 
     /// The coroutine's printable name.
     pub fn get_coro(&self) -> &'static str {
-        self.state().coro_name
+        self.obj.coro_name()
     }
 
     /// The loop the task runs on.

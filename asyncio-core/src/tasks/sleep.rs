@@ -80,11 +80,13 @@ impl<T> Sleep<T> {
 
 /// A bare `yield` resumed: deliver a cancellation requested meanwhile.
 fn resume_from_yield() -> Result<()> {
-    with_current_task(|task| {
-        if let Some(task) = task.and_then(|t| t.task()) {
-            if task.must_cancel.get() {
-                task.must_cancel.set(false);
-                return Err(Error::cancelled(task.cancel_message().as_deref()));
+    with_current_task(|task_obj| {
+        if let Some(task_obj) = task_obj {
+            if let Some(task) = task_obj.task() {
+                if task.must_cancel.get() {
+                    task.must_cancel.set(false);
+                    return Err(Error::cancelled(task_obj.cancel_message().as_deref()));
+                }
             }
         }
         Ok(())
