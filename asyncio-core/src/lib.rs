@@ -17,11 +17,13 @@ pub mod exceptions;
 pub mod executor;
 pub mod format_helpers;
 pub mod futures;
+pub mod protocols;
 mod slots;
 pub mod taskgroups;
 pub mod tasks;
 pub mod testing;
 pub mod timeouts;
+pub mod transports;
 mod timer_heap;
 
 pub use asyncgen::{AsyncGenerator, Yielder};
@@ -43,6 +45,7 @@ pub use tasks::{
     ReturnWhen, Sleep, Task, TaskFactory, TaskInit, Wait,
 };
 pub use timeouts::{timeout, timeout_at, wait_for, Timeout};
+pub use transports::Address;
 
 /// `asyncio.to_thread(func)`: runs `func` in the running loop's default
 /// executor and returns a future for its result.

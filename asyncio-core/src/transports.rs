@@ -1,0 +1,385 @@
+//! Transport interfaces (CPython's `transports.py`), socket addresses and
+//! the `socket` extra info.
+//!
+//! Transports are shared as `Rc<dyn Transport>` (streams),
+//! `Rc<dyn DatagramTransport>` and `Rc<dyn SubprocessTransport>`; all methods
+//! take `&self`, so a protocol may call them from inside its own callbacks.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::os::fd::{BorrowedFd, RawFd};
+use std::path::PathBuf;
+use std::rc::{Rc, Weak};
+
+use crate::exceptions::{Error, Result};
+use crate::protocols::StreamProtocolRef;
+
+/// The default high-water mark of write buffers (64 KiB).
+pub const DEFAULT_HIGH_WATER: usize = 64 * 1024;
+
+/// Base of all transports (Python's `BaseTransport`).
+pub trait BaseTransport {
+    /// Transport information by name (`peername`, `sockname`, `socket`, …);
+    /// `None` for an unknown name (Python's `default`).
+    fn get_extra_info(&self, name: &str) -> Option<ExtraInfo>;
+
+    /// `true` once the transport is closing or closed.
+    fn is_closing(&self) -> bool;
+
+    /// Closes the transport: buffered data is flushed asynchronously, then
+    /// `connection_lost(None)` is called. Idempotent.
+    fn close(&self);
+}
+
+/// The read side of a transport (Python's `ReadTransport`).
+pub trait ReadTransport: BaseTransport {
+    /// `true` while the transport delivers data.
+    fn is_reading(&self) -> bool;
+
+    /// Stops `data_received` until [`resume_reading`](ReadTransport::resume_reading).
+    /// No-op if already paused or closing.
+    fn pause_reading(&self);
+
+    /// Resumes reading. No-op if not paused or closing.
+    fn resume_reading(&self);
+}
+
+/// The write side of a transport (Python's `WriteTransport`).
+pub trait WriteTransport: BaseTransport {
+    /// Sets the flow-control marks: `pause_writing` is called when the buffer
+    /// goes over `high`, `resume_writing` when it drains to `low`. Defaults:
+    /// 64 KiB and `high / 4`; only `low` given → `high = 4 × low`.
+    ///
+    /// Errors: `ValueError("high (…) must be >= low (…) must be >= 0")`.
+    fn set_write_buffer_limits(&self, high: Option<usize>, low: Option<usize>) -> Result<()>;
+
+    /// Bytes waiting in the write buffer.
+    fn get_write_buffer_size(&self) -> usize;
+
+    /// `(low, high)`, as Python returns them.
+    fn get_write_buffer_limits(&self) -> (usize, usize);
+
+    /// Writes `data`: sent at once if the buffer is empty, the rest buffered.
+    /// Empty data is a no-op. After the connection is lost, data is dropped
+    /// (with a warning from the fifth write on).
+    ///
+    /// Errors: `RuntimeError("Cannot call write() after write_eof()")`.
+    fn write(&self, data: &[u8]) -> Result<()>;
+
+    /// Writes each chunk in turn.
+    fn writelines(&self, chunks: &[&[u8]]) -> Result<()> {
+        for chunk in chunks {
+            self.write(chunk)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the write side after the buffered data is flushed.
+    fn write_eof(&self) -> Result<()>;
+
+    /// `true` if [`write_eof`](WriteTransport::write_eof) is supported.
+    fn can_write_eof(&self) -> bool;
+
+    /// Closes at once: buffered data is lost; `connection_lost(None)` follows.
+    fn abort(&self);
+}
+
+/// A bidirectional stream transport (Python's `Transport`): TCP, Unix
+/// sockets, TLS, pipes.
+pub trait Transport: ReadTransport + WriteTransport {
+    /// Switches to another protocol; its `connection_made` is not called.
+    /// A [`BufferedProtocol`](crate::protocols::BufferedProtocol) switches
+    /// the transport to reading into the protocol's buffers.
+    fn set_protocol(&self, protocol: StreamProtocolRef);
+
+    /// The current protocol (`None` once the connection is lost).
+    fn get_protocol(&self) -> Option<StreamProtocolRef>;
+}
+
+/// A datagram transport (Python's `DatagramTransport`).
+pub trait DatagramTransport: BaseTransport {
+    /// Sends `data` to `addr` (`None` for a connected endpoint's peer).
+    fn sendto(&self, data: &[u8], addr: Option<Address>) -> Result<()>;
+
+    /// Closes at once, dropping buffered datagrams.
+    fn abort(&self);
+
+    /// Bytes waiting in the send buffer.
+    fn get_write_buffer_size(&self) -> usize;
+}
+
+/// A child process's transport (Python's `SubprocessTransport`).
+pub trait SubprocessTransport: BaseTransport {
+    /// The child's process id.
+    fn get_pid(&self) -> Option<u32>;
+
+    /// The exit status, once the child exited (negative: killed by signal).
+    fn get_returncode(&self) -> Option<i32>;
+
+    /// The transport of the child's pipe `fd` (0, 1, 2), if it has one.
+    fn get_pipe_transport(&self, fd: i32) -> Option<Rc<dyn BaseTransport>>;
+
+    /// Sends a signal to the child.
+    fn send_signal(&self, signal: i32) -> Result<()>;
+
+    /// `SIGTERM`.
+    fn terminate(&self) -> Result<()>;
+
+    /// `SIGKILL`.
+    fn kill(&self) -> Result<()>;
+}
+
+/// Checks flow-control marks as CPython does; returns `(high, low)`.
+///
+/// ```
+/// use asyncio_core::transports::check_write_buffer_limits;
+/// assert_eq!(check_write_buffer_limits(None, None)?, (65536, 16384));
+/// assert_eq!(check_write_buffer_limits(None, Some(100))?, (400, 100));
+/// assert_eq!(
+///     check_write_buffer_limits(Some(1), Some(2)).unwrap_err().to_string(),
+///     "high (1) must be >= low (2) must be >= 0"
+/// );
+/// # Ok::<(), asyncio_core::Error>(())
+/// ```
+pub fn check_write_buffer_limits(high: Option<usize>, low: Option<usize>) -> Result<(usize, usize)> {
+    let high = match (high, low) {
+        (Some(h), _) => h,
+        (None, None) => DEFAULT_HIGH_WATER,
+        (None, Some(l)) => l.saturating_mul(4),
+    };
+    let low = low.unwrap_or(high / 4);
+    if high < low {
+        return Err(Error::value(format!(
+            "high ({high}) must be >= low ({low}) must be >= 0"
+        )));
+    }
+    Ok((high, low))
+}
+
+// ===== addresses =====
+
+/// A socket address as Python shows it: `('127.0.0.1', 8888)` for IPv4,
+/// `('::1', 8888, 0, 0)` for IPv6, a path for Unix sockets.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum Address {
+    /// An IPv4 or IPv6 address.
+    Inet(SocketAddr),
+    /// A Unix socket path (empty for an unnamed socket).
+    Unix(PathBuf),
+    /// A Linux abstract Unix socket name (without the leading NUL).
+    UnixAbstract(Vec<u8>),
+}
+
+impl Address {
+    /// The IP address and port, for `Inet`.
+    pub fn as_inet(&self) -> Option<SocketAddr> {
+        match self {
+            Address::Inet(a) => Some(*a),
+            _ => None,
+        }
+    }
+
+    /// The port, for `Inet`.
+    pub fn port(&self) -> Option<u16> {
+        self.as_inet().map(|a| a.port())
+    }
+}
+
+impl From<SocketAddr> for Address {
+    fn from(addr: SocketAddr) -> Address {
+        Address::Inet(addr)
+    }
+}
+
+impl From<PathBuf> for Address {
+    fn from(path: PathBuf) -> Address {
+        Address::Unix(path)
+    }
+}
+
+impl fmt::Debug for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Inet(SocketAddr::V4(a)) => write!(f, "('{}', {})", a.ip(), a.port()),
+            Address::Inet(SocketAddr::V6(a)) => write!(
+                f,
+                "('{}', {}, {}, {})",
+                a.ip(),
+                a.port(),
+                a.flowinfo(),
+                a.scope_id()
+            ),
+            Address::Unix(p) => write!(
+                f,
+                "{}",
+                crate::exceptions::py_str_repr(&p.to_string_lossy())
+            ),
+            Address::UnixAbstract(name) => {
+                f.write_str("b'\\x00")?;
+                for b in name {
+                    if b.is_ascii_graphic() && *b != b'\'' && *b != b'\\' {
+                        write!(f, "{}", *b as char)?;
+                    } else {
+                        write!(f, "\\x{b:02x}")?;
+                    }
+                }
+                f.write_str("'")
+            }
+        }
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+// ===== extra info =====
+
+/// A value of [`BaseTransport::get_extra_info`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum ExtraInfo {
+    /// `peername`, `sockname`.
+    Address(Address),
+    /// `socket`.
+    Socket(TransportSocket),
+    /// Text values (e.g. TLS `cipher` names, `compression`).
+    Text(String),
+    /// Numbers (e.g. a child's `pid`).
+    Int(i64),
+}
+
+impl ExtraInfo {
+    /// The address, for `peername`/`sockname`.
+    pub fn as_address(&self) -> Option<&Address> {
+        match self {
+            ExtraInfo::Address(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// The socket, for `socket`.
+    pub fn as_socket(&self) -> Option<&TransportSocket> {
+        match self {
+            ExtraInfo::Socket(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// The socket under a transport (Python's `trsock.TransportSocket`): its
+/// descriptor, family and type, for inspection and socket options. It does
+/// not own the socket; once the transport closed it, `fileno()` is -1.
+#[derive(Clone)]
+pub struct TransportSocket {
+    fd: RawFd,
+    family: i32,
+    kind: i32,
+    proto: i32,
+    sockname: Option<Address>,
+    peername: Option<Address>,
+    alive: Weak<()>,
+}
+
+impl TransportSocket {
+    /// Describes the socket `fd`, valid while `alive` can be upgraded (the
+    /// owner keeps the `Rc` for as long as the descriptor is open).
+    pub fn new(
+        fd: RawFd,
+        (family, kind, proto): (i32, i32, i32),
+        sockname: Option<Address>,
+        peername: Option<Address>,
+        alive: Weak<()>,
+    ) -> TransportSocket {
+        TransportSocket {
+            fd,
+            family,
+            kind,
+            proto,
+            sockname,
+            peername,
+            alive,
+        }
+    }
+
+    /// The descriptor, or -1 once closed.
+    pub fn fileno(&self) -> RawFd {
+        if self.alive.strong_count() > 0 {
+            self.fd
+        } else {
+            -1
+        }
+    }
+
+    /// The address family (`AF_INET` = 2, `AF_INET6` = 10, `AF_UNIX` = 1).
+    pub fn family(&self) -> i32 {
+        self.family
+    }
+
+    /// The socket type (`SOCK_STREAM` = 1, `SOCK_DGRAM` = 2).
+    pub fn type_(&self) -> i32 {
+        self.kind
+    }
+
+    /// The protocol number.
+    pub fn proto(&self) -> i32 {
+        self.proto
+    }
+
+    /// The local address.
+    pub fn getsockname(&self) -> Option<Address> {
+        self.sockname.clone()
+    }
+
+    /// The remote address, for connected sockets.
+    pub fn getpeername(&self) -> Option<Address> {
+        self.peername.clone()
+    }
+
+    /// Calls `f` with the socket's descriptor (e.g. to set an option through
+    /// `socket2::SockRef`). Errors once the socket is closed.
+    pub fn with_fd<R>(&self, f: impl FnOnce(BorrowedFd<'_>) -> R) -> Result<R> {
+        let Some(_guard) = self.alive.upgrade() else {
+            return Err(Error::from(std::io::Error::from_raw_os_error(9)));
+        };
+        // SAFETY: the owner keeps the descriptor open while the `alive`
+        // token has a strong reference, and `_guard` holds one for the
+        // duration of `f`, which cannot outlive the borrow.
+        let fd = unsafe { BorrowedFd::borrow_raw(self.fd) };
+        Ok(f(fd))
+    }
+}
+
+impl fmt::Debug for TransportSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let fd = self.fileno();
+        if fd < 0 {
+            return write!(f, "<asyncio.TransportSocket fd=-1>");
+        }
+        let family = match self.family {
+            1 => "AddressFamily.AF_UNIX".to_owned(),
+            2 => "AddressFamily.AF_INET".to_owned(),
+            10 => "AddressFamily.AF_INET6".to_owned(),
+            n => n.to_string(),
+        };
+        let kind = match self.kind {
+            1 => "SocketKind.SOCK_STREAM".to_owned(),
+            2 => "SocketKind.SOCK_DGRAM".to_owned(),
+            n => n.to_string(),
+        };
+        write!(
+            f,
+            "<asyncio.TransportSocket fd={fd}, family={family}, type={kind}, proto={}",
+            self.proto
+        )?;
+        if let Some(l) = &self.sockname {
+            write!(f, ", laddr={l:?}")?;
+        }
+        if let Some(r) = &self.peername {
+            write!(f, ", raddr={r:?}")?;
+        }
+        f.write_str(">")
+    }
+}
