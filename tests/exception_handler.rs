@@ -398,3 +398,24 @@ fn a_task_that_never_started_is_reported_when_the_loop_closes() {
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0].message, "Task was destroyed but it is pending!");
 }
+
+#[test]
+fn a_handler_may_replace_itself_while_handling() {
+    let loop_ = new_loop();
+    let calls = Rc::new(RefCell::new(Vec::new()));
+    let c = calls.clone();
+    loop_.set_exception_handler(Some(move |l: &EventLoop, ctx: &ExceptionContext| {
+        c.borrow_mut().push(ctx.message.clone());
+        // Re-entrant use of the loop's handler slot from inside the handler.
+        assert!(l.get_exception_handler().is_some());
+        l.set_exception_handler(None::<fn(&EventLoop, &ExceptionContext)>);
+    }));
+    loop_.call_exception_handler(ExceptionContext::new("first"));
+    assert!(loop_.get_exception_handler().is_none());
+    let ((), records) = capture_logs(|| {
+        loop_.call_exception_handler(ExceptionContext::new("second"));
+    });
+    assert_eq!(*calls.borrow(), ["first"]);
+    assert_eq!(errors(&records), ["second"]);
+    loop_.close().unwrap();
+}
