@@ -369,11 +369,27 @@ fn close_drops_pending_callbacks_and_timers() {
             r.set(r.get() + 1);
         });
     }
+    let sent = Arc::new(());
+    let s = sent.clone();
+    std::thread::spawn({
+        let remote = loop_.threadsafe();
+        move || {
+            let _ = remote.call_soon_threadsafe(move || drop(s));
+        }
+    })
+    .join()
+    .unwrap();
     assert_eq!(Rc::strong_count(&marker), 7);
+    assert_eq!(Arc::strong_count(&sent), 2);
     assert_eq!(loop_.ready_len(), 3);
     assert_eq!(loop_.scheduled_len(), 3);
     loop_.close().unwrap();
     assert_eq!(Rc::strong_count(&marker), 1, "callbacks were not dropped");
+    assert_eq!(
+        Arc::strong_count(&sent),
+        1,
+        "threadsafe callback not dropped"
+    );
     assert_eq!(loop_.ready_len(), 0);
     assert_eq!(loop_.scheduled_len(), 0);
     assert_eq!(ran.get(), 0);
@@ -1049,4 +1065,52 @@ fn slow_task_steps_are_logged_as_the_task() {
         "{}",
         slow[0].message
     );
+}
+
+#[test]
+fn work_scheduled_from_tokio_tasks_wakes_the_loop() {
+    // A Tokio task (not an asyncio callback) schedules a callback and stops
+    // the loop; the idle loop must wake up for it. A 10 s safety timer
+    // tells a missed wake-up apart.
+    let loop_ = new_loop();
+    let events = log();
+    let l = loop_.clone();
+    let ev = events.clone();
+    loop_
+        .call_later(10.0, move || {
+            ev.borrow_mut().push("safety timer".into());
+            l.stop();
+        })
+        .unwrap();
+    let l = loop_.clone();
+    let ev = events.clone();
+    loop_
+        .call_soon(move || {
+            tokio::task::spawn_local(async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                let l2 = l.clone();
+                l.call_soon(move || {
+                    ev.borrow_mut().push("from tokio".into());
+                    l2.stop();
+                })
+                .unwrap();
+            });
+        })
+        .unwrap();
+    loop_.run_forever().unwrap();
+    assert_eq!(snapshot(&events), ["from tokio"]);
+
+    // stop() itself, called from a Tokio task.
+    let l = loop_.clone();
+    loop_
+        .call_soon(move || {
+            tokio::task::spawn_local(async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                l.stop();
+            });
+        })
+        .unwrap();
+    loop_.run_forever().unwrap();
+    assert_eq!(snapshot(&events), ["from tokio"]);
+    loop_.close().unwrap();
 }

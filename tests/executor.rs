@@ -403,24 +403,36 @@ fn shutdown_default_executor_joins_the_threads() {
     let f = finished.clone();
     let running = loop_
         .run_until_complete(async move {
+            let (started_tx, started_rx) = mpsc::channel::<()>();
+            let (go_tx, go_rx) = mpsc::channel::<()>();
+            let go_rx = Arc::new(Mutex::new(go_rx));
             for _ in 0..3 {
-                let f = f.clone();
+                let (f, started, go) = (f.clone(), started_tx.clone(), go_rx.clone());
                 // Not awaited: shutdown must wait for them all the same.
                 let _ = l.run_in_executor(None, move || {
+                    started.send(()).unwrap();
+                    let _ = go.lock().unwrap().recv_timeout(Duration::from_secs(10));
                     std::thread::sleep(Duration::from_millis(50));
                     f.fetch_add(1, Ordering::SeqCst);
                 })?;
+            }
+            // All three jobs run at once, each on a named worker thread.
+            for _ in 0..3 {
+                started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
             }
             let running = thread_names()
                 .iter()
                 .filter(|n| n.starts_with(PREFIX))
                 .count();
+            for _ in 0..3 {
+                go_tx.send(()).unwrap();
+            }
             l.shutdown_default_executor(None).await?;
             Ok(running)
         })
         .unwrap();
-    assert!(running >= 1);
-    assert_eq!(finished.load(Ordering::SeqCst), 3);
+    assert_eq!(running, 3);
+    assert_eq!(finished.load(Ordering::SeqCst), 3, "shutdown did not wait");
     assert!(
         eventually(|| !thread_names().iter().any(|n| n.starts_with(PREFIX))),
         "{:?}",
