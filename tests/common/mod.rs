@@ -1,0 +1,106 @@
+//! Helpers shared by the integration tests: capturing `tracing` output and
+//! recording what reaches a loop's exception handler.
+
+#![allow(dead_code)]
+
+use std::cell::RefCell;
+use std::fmt;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+
+use asyncio::{ErrorKind, EventLoop, ExceptionContext};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+
+/// One `tracing` event.
+#[derive(Clone, Debug)]
+pub struct LogRecord {
+    pub level: Level,
+    pub target: String,
+    pub message: String,
+}
+
+#[derive(Clone, Default)]
+struct CaptureLayer {
+    records: Arc<Mutex<Vec<LogRecord>>>,
+}
+
+struct MessageVisitor(String);
+
+impl Visit for MessageVisitor {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}");
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.0 = value.to_owned();
+        }
+    }
+}
+
+impl<S: Subscriber> Layer<S> for CaptureLayer {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let mut visitor = MessageVisitor(String::new());
+        event.record(&mut visitor);
+        self.records.lock().unwrap().push(LogRecord {
+            level: *event.metadata().level(),
+            target: event.metadata().target().to_owned(),
+            message: visitor.0,
+        });
+    }
+}
+
+/// Runs `f` with a subscriber (for this thread only) that records every
+/// `tracing` event, and returns `f`'s value and the events.
+pub fn capture_logs<R>(f: impl FnOnce() -> R) -> (R, Vec<LogRecord>) {
+    let layer = CaptureLayer::default();
+    let records = layer.records.clone();
+    let subscriber = tracing_subscriber::registry().with(layer);
+    let value = tracing::subscriber::with_default(subscriber, f);
+    let records = records.lock().unwrap().clone();
+    (value, records)
+}
+
+/// What a test's exception handler saw.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub message: String,
+    pub exception: Option<(ErrorKind, String)>,
+    pub keys: Vec<String>,
+    pub rendered: String,
+    pub context: ExceptionContext,
+}
+
+/// Installs an exception handler on `loop_` that records every context.
+pub fn record_exceptions(loop_: &EventLoop) -> Rc<RefCell<Vec<Seen>>> {
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let sink = seen.clone();
+    loop_.set_exception_handler(Some(move |_: &EventLoop, ctx: &ExceptionContext| {
+        sink.borrow_mut().push(Seen {
+            message: ctx.message.clone(),
+            exception: ctx
+                .exception
+                .as_ref()
+                .map(|e| (e.kind(), e.message().to_owned())),
+            keys: ctx.keys().map(str::to_owned).collect(),
+            rendered: ctx.render(),
+            context: ctx.clone(),
+        });
+    }));
+    seen
+}
+
+/// A fresh Tokio-backed loop.
+pub fn new_loop() -> EventLoop {
+    asyncio::new_event_loop().expect("new_event_loop")
+}
+
+/// Schedules `loop_.stop()` with `call_soon`.
+pub fn stop_soon(loop_: &EventLoop) {
+    let l = loop_.clone();
+    loop_.call_soon(move || l.stop()).unwrap();
+}
