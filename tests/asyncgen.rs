@@ -201,7 +201,7 @@ fn aclose_returns_the_error_of_the_cleanup() {
 }
 
 #[test]
-#[ignore = "BUG: a generator that yields again after GeneratorExit is closed silently; CPython raises RuntimeError"]
+
 fn aclose_of_a_generator_that_yields_again_fails() {
     // CPython:
     //   async def stubborn():
@@ -391,7 +391,6 @@ async fn asyncio_test_macro_runs_generators() {
 }
 
 #[test]
-#[ignore = "BUG: a second anext() while the body awaits is not refused with \"already running\"; it polls the body concurrently"]
 fn a_second_anext_while_the_body_runs_fails() {
     // CPython:
     //   async def g(): await asyncio.sleep(0.05); yield 1; yield 2

@@ -1008,7 +1008,7 @@ fn failing_threadsafe_callbacks_are_reported() {
 }
 
 #[test]
-#[ignore = "BUG: call_soon_threadsafe error reports lack the `handle` context key CPython passes"]
+
 fn failing_threadsafe_callbacks_report_their_handle() {
     // CPython: handler ['exception', 'handle', 'message'] for
     // loop.call_soon_threadsafe(boom), exactly as for call_soon.
@@ -1035,7 +1035,7 @@ fn failing_threadsafe_callbacks_report_their_handle() {
 }
 
 #[test]
-#[ignore = "BUG: a slow task step is logged as `<Handle Task.task_wakeup() for <Task …>>`; CPython logs the task itself"]
+
 fn slow_task_steps_are_logged_as_the_task() {
     // CPython 3.13, debug mode, a task body blocking 0.15 s:
     //   WARNING:asyncio:Executing <Task pending name='Task-1' coro=<main() running at …> …> took 0.151 seconds

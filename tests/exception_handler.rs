@@ -120,7 +120,7 @@ fn default_handler_message_and_error_line_defaults() {
 }
 
 #[test]
-#[ignore = "BUG: the default handler's error line drops str(exc) for OSError and the sub-exception count for groups"]
+
 fn default_handler_error_line_is_the_python_traceback_line() {
     // CPython:
     //   ERROR:asyncio:m

@@ -25,6 +25,8 @@ enum GenState {
     Suspended,
     /// Being polled.
     Running,
+    /// Waiting inside the body (on I/O, a timer …) for an `anext()` in flight.
+    Awaiting,
     /// Finished or closed.
     Closed,
 }
@@ -86,9 +88,8 @@ impl<T> StdFuture for YieldNow<'_, T> {
     fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<()>> {
         let this = self.get_mut();
         if let Some(v) = this.value.take() {
-            if this.channel.closing.get() {
-                return Poll::Ready(Err(Error::bare(ErrorKind::GeneratorExit)));
-            }
+            // Stored even while closing, so that `aclose()` sees a body that
+            // ignored GeneratorExit and yielded again.
             *this.channel.value.borrow_mut() = Some(v);
             // Not woken: the consumer takes the value and polls again when
             // it wants the next one.
@@ -181,7 +182,11 @@ impl<T: 'static> AsyncGenerator<T> {
     /// The next value (`await anext(agen)`): `Ok(None)` once the body
     /// returned; its error once (then the generator is closed).
     pub async fn anext(&self) -> Result<Option<T>> {
-        Next { gen: self }.await
+        Next {
+            gen: self,
+            started: false,
+        }
+        .await
     }
 
     /// Closes the generator (`await agen.aclose()`): a suspended body resumes
@@ -213,11 +218,14 @@ impl<T: 'static> AsyncGenerator<T> {
         }
     }
 
-    fn poll_next_value(&self, cx: &mut Context<'_>) -> Poll<Result<Option<T>>> {
+    /// Polls the body for the next value; `continuing` is true for the
+    /// `anext()` that left the body waiting.
+    fn poll_next_value(&self, cx: &mut Context<'_>, continuing: bool) -> Poll<Result<Option<T>>> {
         let inner = &self.inner;
         match inner.state.get() {
             GenState::Closed => return Poll::Ready(Ok(None)),
-            GenState::Running => {
+            GenState::Awaiting if continuing => {}
+            GenState::Running | GenState::Awaiting => {
                 return Poll::Ready(Err(Error::runtime(
                     "anext(): asynchronous generator is already running",
                 )))
@@ -249,7 +257,7 @@ impl<T: 'static> AsyncGenerator<T> {
                     }
                     None => {
                         // Waiting on real I/O inside the body.
-                        inner.state.set(GenState::Suspended);
+                        inner.state.set(GenState::Awaiting);
                         Poll::Pending
                     }
                 }
@@ -260,13 +268,29 @@ impl<T: 'static> AsyncGenerator<T> {
 
 struct Next<'a, T: 'static> {
     gen: &'a AsyncGenerator<T>,
+    /// Set once this `anext()` left the body waiting.
+    started: bool,
 }
 
 impl<T: 'static> StdFuture for Next<'_, T> {
     type Output = Result<Option<T>>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.gen.poll_next_value(cx)
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let polled = self.gen.poll_next_value(cx, self.started);
+        if polled.is_pending() {
+            self.started = true;
+        }
+        polled
+    }
+}
+
+impl<T: 'static> Drop for Next<'_, T> {
+    fn drop(&mut self) {
+        // An abandoned `anext()` leaves the body where it stopped; the next
+        // one resumes it.
+        if self.started && self.gen.inner.state.get() == GenState::Awaiting {
+            self.gen.inner.state.set(GenState::Suspended);
+        }
     }
 }
 
@@ -274,7 +298,7 @@ impl<T: 'static> Stream for AsyncGenerator<T> {
     type Item = Result<T>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<T>>> {
-        match self.poll_next_value(cx) {
+        match self.poll_next_value(cx, true) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(Some(v))) => Poll::Ready(Some(Ok(v))),
             Poll::Ready(Ok(None)) => Poll::Ready(None),
@@ -292,7 +316,7 @@ async fn aclose_inner<T: 'static>(inner: Rc<GenInner<T>>) -> Result<()> {
             drop(body);
             return Ok(());
         }
-        GenState::Running => {
+        GenState::Running | GenState::Awaiting => {
             return Err(Error::runtime(
                 "aclose(): asynchronous generator is already running",
             ))

@@ -51,7 +51,7 @@ pub(crate) enum Ready {
 /// A callback sent from another thread.
 pub(crate) struct ThreadsafeCall {
     cancelled: AtomicBool,
-    callback: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    callback: Mutex<Option<Box<dyn FnOnce() -> Result<()> + Send>>>,
     name: &'static str,
 }
 
@@ -859,12 +859,17 @@ impl LoopInner {
                     .unwrap_or_else(|p| p.into_inner())
                     .take();
                 if let Some(callback) = callback {
-                    if let Err(payload) = catch_unwind(AssertUnwindSafe(callback)) {
-                        let mut ctx =
-                            ExceptionContext::new(format!("Exception in callback {}()", call.name));
-                        ctx.exception = Some(Error::panic(&*payload));
-                        self.report(ctx);
-                    }
+                    let error = match catch_unwind(AssertUnwindSafe(callback)) {
+                        Ok(Ok(())) => return,
+                        Ok(Err(e)) => e,
+                        Err(payload) => Error::panic(&*payload),
+                    };
+                    let mut ctx =
+                        ExceptionContext::new(format!("Exception in callback {}()", call.name));
+                    ctx.exception = Some(error);
+                    let handle = ThreadsafeHandle { call };
+                    ctx.set("handle", ContextValue::Text(format!("{handle:?}")));
+                    self.report(ctx);
                 }
             }
         }
@@ -876,7 +881,8 @@ impl LoopInner {
             Ready::Slot(key) => {
                 let runnable = self.slots.borrow().get(*key);
                 match runnable.and_then(|r| r.as_task()) {
-                    Some(task) => (format!("<Handle Task.task_wakeup() for {task:?}>"), None),
+                    // CPython names the task itself for a slow task step.
+                    Some(task) => (format!("{task:?}"), None),
                     None => ("<Handle>".to_owned(), None),
                 }
             }
@@ -953,18 +959,7 @@ impl ThreadsafeLoop {
         let name = events::callback_name::<F>();
         let call = Arc::new(ThreadsafeCall {
             cancelled: AtomicBool::new(false),
-            callback: Mutex::new(Some(Box::new(move || {
-                if let Err(e) = callback().into_result() {
-                    // Report through a panic-free path: the loop thread
-                    // picks the error up from the running loop.
-                    if let Some(l) = events::_get_running_loop() {
-                        let mut ctx =
-                            ExceptionContext::new(format!("Exception in callback {name}()"));
-                        ctx.exception = Some(e);
-                        l.call_exception_handler(ctx);
-                    }
-                }
-            }))),
+            callback: Mutex::new(Some(Box::new(move || callback().into_result()))),
             name,
         });
         if !self.shared.inject(Injected::Call(call.clone())) {

@@ -333,9 +333,11 @@ impl Error {
 
     /// The last line of a Python traceback for this error: `ValueError: bad value`.
     pub fn traceback_line(&self) -> String {
-        match self.message_opt() {
-            Some(m) if !m.is_empty() => format!("{}: {}", self.python_name(), m),
-            _ => self.python_name().to_owned(),
+        let text = self.to_string();
+        if text.is_empty() {
+            self.python_name().to_owned()
+        } else {
+            format!("{}: {text}", self.python_name())
         }
     }
 }

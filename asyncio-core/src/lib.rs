@@ -23,8 +23,8 @@ pub mod taskgroups;
 pub mod tasks;
 pub mod testing;
 pub mod timeouts;
-pub mod transports;
 mod timer_heap;
+pub mod transports;
 
 pub use asyncgen::{AsyncGenerator, Yielder};
 pub use base_events::{EventLoop, SourceLocation, ThreadsafeHandle, ThreadsafeLoop};

@@ -224,11 +224,17 @@ impl StreamProtocolRef {
         match &self.kind {
             Kind::Streaming(p) => match p.try_borrow_mut() {
                 Ok(mut g) => Ok(f(ProtocolMut::Streaming(&mut *g))),
-                Err(_) => Err(Error::runtime(format!("protocol {} is already in use", self.name))),
+                Err(_) => Err(Error::runtime(format!(
+                    "protocol {} is already in use",
+                    self.name
+                ))),
             },
             Kind::Buffered(p) => match p.try_borrow_mut() {
                 Ok(mut g) => Ok(f(ProtocolMut::Buffered(&mut *g))),
-                Err(_) => Err(Error::runtime(format!("protocol {} is already in use", self.name))),
+                Err(_) => Err(Error::runtime(format!(
+                    "protocol {} is already in use",
+                    self.name
+                ))),
             },
         }
     }
@@ -236,7 +242,12 @@ impl StreamProtocolRef {
 
 impl fmt::Debug for StreamProtocolRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "<{} object at {:p}>", self.name, Rc::as_ptr(&self.any) as *const ())
+        write!(
+            f,
+            "<{} object at {:p}>",
+            self.name,
+            Rc::as_ptr(&self.any) as *const ()
+        )
     }
 }
 

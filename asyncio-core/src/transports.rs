@@ -141,7 +141,10 @@ pub trait SubprocessTransport: BaseTransport {
 /// );
 /// # Ok::<(), asyncio_core::Error>(())
 /// ```
-pub fn check_write_buffer_limits(high: Option<usize>, low: Option<usize>) -> Result<(usize, usize)> {
+pub fn check_write_buffer_limits(
+    high: Option<usize>,
+    low: Option<usize>,
+) -> Result<(usize, usize)> {
     let high = match (high, low) {
         (Some(h), _) => h,
         (None, None) => DEFAULT_HIGH_WATER,
