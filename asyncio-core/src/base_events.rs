@@ -48,10 +48,12 @@ pub(crate) enum Ready {
     Notify(Rc<dyn crate::futures::Notify>, usize),
 }
 
+type SendCallback = Box<dyn FnOnce() -> Result<()> + Send>;
+
 /// A callback sent from another thread.
 pub(crate) struct ThreadsafeCall {
     cancelled: AtomicBool,
-    callback: Mutex<Option<Box<dyn FnOnce() -> Result<()> + Send>>>,
+    callback: Mutex<Option<SendCallback>>,
     name: &'static str,
 }
 
