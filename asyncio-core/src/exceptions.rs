@@ -126,6 +126,8 @@ struct Inner {
     message: Option<Cow<'static, str>>,
     source: Option<Source>,
     group: Vec<Error>,
+    /// An `OSError` subclass with its own errno space (`socket.gaierror`).
+    os_detail: Option<(&'static str, i32)>,
 }
 
 #[derive(Clone)]
@@ -147,6 +149,7 @@ impl Error {
                 message,
                 source,
                 group,
+                os_detail: None,
             }),
         }
     }
@@ -232,6 +235,20 @@ impl Error {
         )
     }
 
+    /// `socket.gaierror(code, message)`: an `OSError` with a `getaddrinfo()`
+    /// error code (`EAI_*`, negative on Linux) as its errno.
+    pub fn gaierror(code: i32, message: impl Into<Cow<'static, str>>) -> Error {
+        Error {
+            inner: Arc::new(Inner {
+                kind: ErrorKind::OSError,
+                message: Some(message.into()),
+                source: None,
+                group: Vec::new(),
+                os_detail: Some(("gaierror", code)),
+            }),
+        }
+    }
+
     /// An exception group (`BaseExceptionGroup(message, errors)`).
     pub fn group(message: impl Into<Cow<'static, str>>, errors: Vec<Error>) -> Error {
         Error::build(
@@ -272,6 +289,9 @@ impl Error {
     /// Python's class name, refined for `OSError` by errno
     /// (`ConnectionRefusedError`, `FileNotFoundError`, …) as CPython does.
     pub fn python_name(&self) -> &'static str {
+        if let Some((name, _)) = self.inner.os_detail {
+            return name;
+        }
         if self.inner.kind == ErrorKind::OSError {
             if let Some(errno) = self.raw_os_error() {
                 return os_error_name(errno);
@@ -292,6 +312,9 @@ impl Error {
 
     /// The errno of an `OSError`, if it has one.
     pub fn raw_os_error(&self) -> Option<i32> {
+        if let Some((_, code)) = self.inner.os_detail {
+            return Some(code);
+        }
         match &self.inner.source {
             Some(Source::Io(e)) => e.raw_os_error(),
             _ => None,
@@ -365,6 +388,9 @@ fn os_error_name(errno: i32) -> &'static str {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some((_, code)) = self.inner.os_detail {
+            return write!(f, "[Errno {code}] {}", self.message());
+        }
         if self.inner.kind == ErrorKind::OSError && self.inner.message.is_none() {
             if let Some(Source::Io(e)) = &self.inner.source {
                 return match e.raw_os_error() {
@@ -405,6 +431,9 @@ fn strerror(e: &io::Error) -> String {
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = self.python_name();
+        if let Some((_, code)) = self.inner.os_detail {
+            return write!(f, "{name}({code}, {})", py_str_repr(self.message()));
+        }
         if self.inner.kind == ErrorKind::OSError {
             if let Some(Source::Io(e)) = &self.inner.source {
                 if let Some(errno) = e.raw_os_error() {
@@ -634,6 +663,16 @@ mod tests {
         // And through io::Error too.
         let io: io::Error = inner.clone().into();
         assert!(Error::from(io).ptr_eq(&inner));
+    }
+
+    #[test]
+    fn gaierror_is_an_os_error_with_its_own_errno() {
+        let e = Error::gaierror(-2, "Name or service not known");
+        assert_eq!(e.kind(), ErrorKind::OSError);
+        assert_eq!(e.python_name(), "gaierror");
+        assert_eq!(e.raw_os_error(), Some(-2));
+        assert_eq!(e.to_string(), "[Errno -2] Name or service not known");
+        assert_eq!(format!("{e:?}"), "gaierror(-2, 'Name or service not known')");
     }
 
     #[test]

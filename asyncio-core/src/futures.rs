@@ -12,9 +12,9 @@ use std::task::{Context, Poll, Waker};
 use crate::base_events::{EventLoop, LoopInner};
 use crate::exception_context::{ContextValue, ExceptionContext};
 use crate::exceptions::{Error, Result};
-use crate::slots::{Runnable, SlotKey, SlotWaker};
+use crate::slots::{Runnable, SlotKey};
 use crate::tasks::{self, TaskState};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum FutState {
@@ -1003,19 +1003,13 @@ impl<T: Send + 'static> RemoteCompleter<T> {
             return Err(Error::runtime("Event loop is closed"));
         }
         let slot = Arc::new(Mutex::new(Outcome::Empty));
-        let key = inner.slots.borrow_mut().reserve();
-        let waker = Arc::new(SlotWaker {
-            loop_id: inner.id,
-            key,
-            scheduled: AtomicBool::new(false),
-            shared: inner.shared.clone(),
-        });
+        let (key, waker) = inner.reserve_slot();
         let runnable: Rc<dyn Runnable> = Rc::new(CompletionSlot {
             future: future.clone(),
             slot: slot.clone(),
             key,
         });
-        inner.slots.borrow_mut().fill(key, runnable);
+        inner.slots.borrow_mut().fill(key, runnable, waker.clone());
         Ok(RemoteCompleter {
             slot,
             waker: Waker::from(waker),
@@ -1073,10 +1067,6 @@ impl<T: 'static> Runnable for CompletionSlot<T> {
         }
     }
 
-    fn as_task(&self) -> Option<crate::tasks::AnyTask> {
-        None
-    }
-
     fn abandon(self: Rc<Self>) {}
 }
 
@@ -1103,20 +1093,14 @@ impl RemoteTrigger {
         let inner = &loop_.inner;
         loop_.check_closed()?;
         let fired = Arc::new(AtomicU8::new(TRIGGER_IDLE));
-        let key = inner.slots.borrow_mut().reserve();
-        let waker = Arc::new(SlotWaker {
-            loop_id: inner.id,
-            key,
-            scheduled: AtomicBool::new(false),
-            shared: inner.shared.clone(),
-        });
+        let (key, waker) = inner.reserve_slot();
         let slot: Rc<dyn Runnable> = Rc::new(ActionSlot {
             action: RefCell::new(Some(Box::new(action))),
             fired: fired.clone(),
             key,
             loop_: Rc::downgrade(inner),
         });
-        inner.slots.borrow_mut().fill(key, slot);
+        inner.slots.borrow_mut().fill(key, slot, waker.clone());
         Ok(RemoteTrigger {
             fired,
             waker: Waker::from(waker),
@@ -1158,10 +1142,6 @@ impl Runnable for ActionSlot {
                 action();
             }
         }
-    }
-
-    fn as_task(&self) -> Option<crate::tasks::AnyTask> {
-        None
     }
 
     fn abandon(self: Rc<Self>) {

@@ -18,7 +18,7 @@ pub mod executor;
 pub mod format_helpers;
 pub mod futures;
 pub mod protocols;
-mod slots;
+pub mod slots;
 pub mod taskgroups;
 pub mod tasks;
 pub mod testing;
@@ -45,6 +45,7 @@ pub use tasks::{
     ReturnWhen, Sleep, Task, TaskFactory, TaskInit, Wait,
 };
 pub use timeouts::{timeout, timeout_at, wait_for, Timeout};
+pub use slots::{Registration, Schedulable};
 pub use transports::Address;
 
 /// `asyncio.to_thread(func)`: runs `func` in the running loop's default

@@ -15,16 +15,31 @@ use std::task::Wake;
 use crate::base_events::{LoopShared, Ready};
 use crate::events::with_running_loop;
 
-/// Something the loop can run when its key comes off the ready queue.
-pub(crate) trait Runnable {
-    /// Runs one step (a task step, a transport's readiness handler …).
+/// Something the loop runs when its waker fires: a task step, a transport's
+/// readiness handler, a listening socket's accept loop.
+///
+/// Loop implementations register such objects with
+/// [`EventLoop::new_registration`](crate::EventLoop::new_registration); the
+/// registration's [`Waker`] handed to a reactor (e.g. Tokio's `poll_read`)
+/// schedules [`run`](Schedulable::run) on the loop's ready queue, in FIFO
+/// order with `call_soon` callbacks. Waking it on the loop thread neither
+/// allocates nor locks.
+pub trait Schedulable: 'static {
+    /// Runs one step.
     fn run(self: Rc<Self>);
+
+    /// The loop closes with the object still registered: drop what it holds
+    /// (sockets, protocols), reporting what Python would report.
+    fn abandon(self: Rc<Self>) {}
+
     /// The object as a task, if it is one (for `all_tasks()`).
-    fn as_task(&self) -> Option<crate::tasks::AnyTask>;
-    /// Called when the loop closes with the object still registered:
-    /// report it and drop what it holds.
-    fn abandon(self: Rc<Self>);
+    #[doc(hidden)]
+    fn as_task(&self) -> Option<crate::tasks::AnyTask> {
+        None
+    }
 }
+
+pub(crate) use Schedulable as Runnable;
 
 /// A key into [`Slots`]: index in the low 32 bits, generation in the high 32.
 pub(crate) type SlotKey = u64;
@@ -32,6 +47,7 @@ pub(crate) type SlotKey = u64;
 struct Entry {
     generation: u32,
     value: Option<Rc<dyn Runnable>>,
+    waker: Option<Arc<SlotWaker>>,
 }
 
 /// A generational slab: keys of removed entries never match a new entry.
@@ -51,6 +67,7 @@ impl Slots {
                 self.entries.push(Entry {
                     generation: 0,
                     value: None,
+                    waker: None,
                 });
                 (self.entries.len() - 1) as u32
             }
@@ -59,17 +76,37 @@ impl Slots {
         ((generation as u64) << 32) | index as u64
     }
 
-    pub(crate) fn fill(&mut self, key: SlotKey, value: Rc<dyn Runnable>) {
-        let entry = &mut self.entries[(key as u32) as usize];
-        debug_assert_eq!(entry.generation, (key >> 32) as u32);
+    pub(crate) fn fill(&mut self, key: SlotKey, value: Rc<dyn Runnable>, waker: Arc<SlotWaker>) {
+        let Some(entry) = self.entries.get_mut((key as u32) as usize) else {
+            return;
+        };
+        if entry.generation != (key >> 32) as u32 {
+            return;
+        }
+        if entry.value.is_none() {
+            self.len += 1;
+        }
         entry.value = Some(value);
-        self.len += 1;
+        entry.waker = Some(waker);
     }
 
     pub(crate) fn get(&self, key: SlotKey) -> Option<Rc<dyn Runnable>> {
         let entry = self.entries.get((key as u32) as usize)?;
         if entry.generation != (key >> 32) as u32 {
             return None;
+        }
+        entry.value.clone()
+    }
+
+    /// The object under `key`, with its scheduled mark cleared: it is about
+    /// to run, so wakes from now on schedule it again.
+    pub(crate) fn take_for_run(&self, key: SlotKey) -> Option<Rc<dyn Runnable>> {
+        let entry = self.entries.get((key as u32) as usize)?;
+        if entry.generation != (key >> 32) as u32 {
+            return None;
+        }
+        if let Some(w) = &entry.waker {
+            w.scheduled.store(false, Ordering::Relaxed);
         }
         entry.value.clone()
     }
@@ -83,6 +120,7 @@ impl Slots {
             return None;
         }
         let value = entry.value.take();
+        entry.waker = None;
         entry.generation = entry.generation.wrapping_add(1);
         if value.is_some() {
             self.len -= 1;
@@ -98,6 +136,7 @@ impl Slots {
     pub(crate) fn take_all(&mut self) -> Vec<Rc<dyn Runnable>> {
         let mut out = Vec::with_capacity(self.len);
         for entry in &mut self.entries {
+            entry.waker = None;
             if let Some(v) = entry.value.take() {
                 out.push(v);
             }
@@ -146,5 +185,76 @@ impl Wake for SlotWaker {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.schedule();
+    }
+}
+
+/// An object's place on a loop (see [`Schedulable`]): its waker, and the
+/// handle to schedule or unregister it. Dropping the registration
+/// unregisters the object.
+pub struct Registration {
+    key: SlotKey,
+    waker: std::task::Waker,
+    slot: Arc<SlotWaker>,
+    loop_: std::rc::Weak<crate::base_events::LoopInner>,
+}
+
+impl Registration {
+    pub(crate) fn new(inner: &Rc<crate::base_events::LoopInner>) -> Registration {
+        let (key, slot) = inner.reserve_slot();
+        Registration {
+            key,
+            waker: std::task::Waker::from(slot.clone()),
+            slot,
+            loop_: Rc::downgrade(inner),
+        }
+    }
+
+    /// The waker that schedules the object's `run()` on its loop; give it to
+    /// the reactor.
+    pub fn waker(&self) -> &std::task::Waker {
+        &self.waker
+    }
+
+    /// Puts `object` in the registration's place; wakes from now on run it.
+    pub fn activate(&self, object: Rc<dyn Schedulable>) {
+        if let Some(inner) = self.loop_.upgrade() {
+            inner
+                .slots
+                .borrow_mut()
+                .fill(self.key, object, self.slot.clone());
+        }
+    }
+
+    /// Schedules a run now (as a wake would).
+    pub fn schedule(&self) {
+        self.slot.schedule();
+    }
+
+    /// Removes the object from its loop; wakes do nothing afterwards.
+    pub fn unregister(&self) {
+        if let Some(inner) = self.loop_.upgrade() {
+            let removed = inner.slots.borrow_mut().remove(self.key);
+            // Dropped after the table is released: it may be the last
+            // reference to the object.
+            drop(removed);
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Some(inner) = self.loop_.upgrade() {
+            if let Ok(mut slots) = inner.slots.try_borrow_mut() {
+                let removed = slots.remove(self.key);
+                drop(slots);
+                drop(removed);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Registration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registration").field("key", &self.key).finish()
     }
 }

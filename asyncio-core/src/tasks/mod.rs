@@ -8,7 +8,7 @@ use std::ops::Deref;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
@@ -431,13 +431,7 @@ impl EventLoop {
             factory.configure(self, &mut init)?;
         }
         let inner: &Rc<LoopInner> = &self.inner;
-        let key = inner.slots.borrow_mut().reserve();
-        let slot_waker = Arc::new(SlotWaker {
-            loop_id: inner.id,
-            key,
-            scheduled: AtomicBool::new(false),
-            shared: inner.shared.clone(),
-        });
+        let (key, slot_waker) = inner.reserve_slot();
         let state = TaskState {
             key,
             number: TASK_NAME_COUNTER.fetch_add(1, Ordering::Relaxed),
@@ -460,7 +454,11 @@ impl EventLoop {
                 },
             }
         });
-        inner.slots.borrow_mut().fill(key, cell.clone());
+        let runnable: Rc<dyn Runnable> = cell.clone();
+        inner
+            .slots
+            .borrow_mut()
+            .fill(key, runnable, cell.ext.state.slot_waker.clone());
         if init.eager_start && self.is_running() {
             cell.step();
         } else {

@@ -12,6 +12,11 @@ use std::task::{Context, Poll, Waker};
 
 use futures_util::task::AtomicWaker;
 
+mod threadsafe;
+
+pub use threadsafe::{ThreadsafeHandle, ThreadsafeLoop};
+pub(crate) use threadsafe::ThreadsafeCall;
+
 use crate::coroutines;
 use crate::events::{
     self, check_delay, AbstractEventLoop, CallbackResult, Delay, Handle, TimerHandle,
@@ -19,7 +24,7 @@ use crate::events::{
 use crate::exception_context::{ContextValue, ExceptionContext, ExceptionHandler};
 use crate::exceptions::{Error, Result};
 use crate::executor::{Executor, ThreadPoolExecutor};
-use crate::slots::{SlotKey, Slots};
+use crate::slots::{SlotKey, SlotWaker, Slots};
 use crate::tasks::TaskFactory;
 use crate::timer_heap::{TimerEntry, TimerHeap};
 
@@ -46,15 +51,6 @@ pub(crate) enum Ready {
     Threadsafe(Arc<ThreadsafeCall>),
     /// A library done callback (see `futures::Notify`).
     Notify(Rc<dyn crate::futures::Notify>, usize),
-}
-
-type SendCallback = Box<dyn FnOnce() -> Result<()> + Send>;
-
-/// A callback sent from another thread.
-pub(crate) struct ThreadsafeCall {
-    cancelled: AtomicBool,
-    callback: Mutex<Option<SendCallback>>,
-    name: &'static str,
 }
 
 enum Injected {
@@ -669,6 +665,18 @@ impl LoopInner {
         self.wake_driver_if_idle();
     }
 
+    /// Reserves a slot and makes its waker.
+    pub(crate) fn reserve_slot(&self) -> (SlotKey, Arc<SlotWaker>) {
+        let key = self.slots.borrow_mut().reserve();
+        let waker = Arc::new(SlotWaker {
+            loop_id: self.id,
+            key,
+            scheduled: AtomicBool::new(false),
+            shared: self.shared.clone(),
+        });
+        (key, waker)
+    }
+
     /// Schedules a [`Notify`](crate::futures::Notify) callback like `call_soon`
     /// (dropped on a closed loop, where it could never run).
     pub(crate) fn push_notify(&self, target: Rc<dyn crate::futures::Notify>, index: usize) {
@@ -839,7 +847,7 @@ impl LoopInner {
                 }
             }
             Ready::Slot(key) => {
-                let runnable = self.slots.borrow().get(key);
+                let runnable = self.slots.borrow().take_for_run(key);
                 if let Some(runnable) = runnable {
                     runnable.run();
                 }
@@ -932,106 +940,16 @@ impl LoopInner {
     }
 }
 
-/// A `Send + Sync` handle to an event loop, for other threads.
-///
-/// ```
-/// let loop_ = asyncio_core::testing::new_test_loop();
-/// let remote = loop_.threadsafe();
-/// let worker = std::thread::spawn(move || {
-///     remote.call_soon_threadsafe(|| println!("hello from the loop thread")).unwrap();
-///     remote.stop();
-/// });
-/// loop_.run_forever()?;
-/// worker.join().unwrap();
-/// # Ok::<(), asyncio_core::Error>(())
-/// ```
-#[derive(Clone)]
-pub struct ThreadsafeLoop {
-    pub(crate) shared: Arc<LoopShared>,
-}
-
-impl ThreadsafeLoop {
-    /// Schedules `callback` on the loop from any thread and wakes the loop.
-    /// Errors with `"Event loop is closed"` once the loop is closed.
-    pub fn call_soon_threadsafe<F, R>(&self, callback: F) -> Result<ThreadsafeHandle>
-    where
-        F: FnOnce() -> R + Send + 'static,
-        R: CallbackResult + 'static,
-    {
-        let name = events::callback_name::<F>();
-        let call = Arc::new(ThreadsafeCall {
-            cancelled: AtomicBool::new(false),
-            callback: Mutex::new(Some(Box::new(move || callback().into_result()))),
-            name,
-        });
-        if !self.shared.inject(Injected::Call(call.clone())) {
-            return Err(Error::runtime("Event loop is closed"));
-        }
-        Ok(ThreadsafeHandle { call })
-    }
-
-    /// Stops the loop (like `loop.call_soon_threadsafe(loop.stop)`).
-    pub fn stop(&self) {
-        let _ = self.call_soon_threadsafe(|| {
-            if let Some(l) = events::_get_running_loop() {
-                l.stop();
-            }
-        });
-    }
-
-    /// `true` once the loop is closed.
-    pub fn is_closed(&self) -> bool {
-        self.shared.closed.load(Ordering::Acquire)
-    }
-
-    /// `true` if `loop_` is the loop behind this handle.
-    pub fn is_loop(&self, loop_: &EventLoop) -> bool {
-        self.shared.id == loop_.inner.id
-    }
-}
-
-impl fmt::Debug for ThreadsafeLoop {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ThreadsafeLoop")
-            .field("id", &self.shared.id)
-            .finish()
-    }
-}
-
-/// The handle `call_soon_threadsafe` returns; `Send + Sync`.
-#[derive(Clone)]
-pub struct ThreadsafeHandle {
-    call: Arc<ThreadsafeCall>,
-}
-
-impl ThreadsafeHandle {
-    /// Cancels the callback if it has not started.
-    pub fn cancel(&self) {
-        self.call.cancelled.store(true, Ordering::Release);
-        let cb = self
-            .call
-            .callback
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        drop(cb);
-    }
-
-    /// `true` if [`cancel`](ThreadsafeHandle::cancel) was called.
-    pub fn cancelled(&self) -> bool {
-        self.call.cancelled.load(Ordering::Acquire)
-    }
-}
-
-impl fmt::Debug for ThreadsafeHandle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.cancelled() {
-            write!(f, "<Handle cancelled>")
-        } else {
-            write!(f, "<Handle {}()>", self.call.name)
-        }
-    }
-}
-
 /// Where code was when it created something: shown by debug-mode reports.
 pub type SourceLocation = &'static Location<'static>;
+
+impl EventLoop {
+    /// A new place on this loop for a [`Schedulable`](crate::Schedulable)
+    /// object (for loop implementations: transports, servers …).
+    ///
+    /// Errors with `"Event loop is closed"`.
+    pub fn new_registration(&self) -> Result<crate::slots::Registration> {
+        self.check_closed()?;
+        Ok(crate::slots::Registration::new(&self.inner))
+    }
+}
