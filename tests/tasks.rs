@@ -388,6 +388,38 @@ fn cancel_counts_requests_and_returns_false_when_done() {
 }
 
 #[test]
+#[ignore = "BUG: second cancel() after the waiter was cancelled turns CancelledError('first') into CancelledError() (futures.rs:671-675)"]
+fn second_cancel_keeps_the_message_of_the_cancelled_waiter() {
+    // CPython: t.cancel('first'); t.cancel() -> CancelledError('first'), cancelling() 2
+    // (Task.__step keeps the CancelledError it was woken with).
+    on_loop(|_| async {
+        let t = asyncio::create_task(asyncio::sleep(10))?;
+        asyncio::sleep(0).await?;
+        t.cancel_with_message("first");
+        t.cancel();
+        let err = error_of(&t).await;
+        assert_eq!(format!("{err:?}"), "CancelledError('first')");
+        assert_eq!(t.cancelling(), 2);
+        Ok(())
+    })
+}
+
+#[test]
+#[ignore = "BUG: same cause: a later cancel(msg) replaces the waiter's CancelledError() (futures.rs:671-675)"]
+fn second_cancel_with_message_after_plain_cancel() {
+    // CPython: t.cancel(); t.cancel('second') -> CancelledError()
+    on_loop(|_| async {
+        let t = asyncio::create_task(asyncio::sleep(10))?;
+        asyncio::sleep(0).await?;
+        t.cancel();
+        t.cancel_with_message("second");
+        let err = error_of(&t).await;
+        assert_eq!(format!("{err:?}"), "CancelledError()");
+        Ok(())
+    })
+}
+
+#[test]
 fn task_returning_cancelled_error_itself_ends_cancelled() {
     // CPython: raise CancelledError('own') -> cancelled() True, cancelling() 0
     on_loop(|_| async {
