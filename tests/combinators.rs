@@ -2084,3 +2084,117 @@ fn as_completed_concurrent() {
     out.sort();
     assert_eq!(out, ["a", "b"]);
 }
+
+#[test]
+fn run_coroutine_threadsafe_task_cancelled_on_the_loop() {
+    // test_run_coroutine_threadsafe_task_cancelled: CancelledError
+    on_loop(|loop_| async move {
+        let remote = loop_.threadsafe();
+        let err = asyncio::to_thread(move || {
+            let f = remote
+                .run_coroutine_threadsafe(|| async {
+                    let me = asyncio::current_task()?.unwrap();
+                    me.cancel();
+                    sleep(10).await
+                })
+                .unwrap();
+            let err = f.result(None).unwrap_err();
+            assert!(f.cancelled());
+            err
+        })?
+        .await?;
+        assert!(err.is_cancelled());
+        Ok(())
+    })
+}
+
+#[test]
+#[ignore = "BUG: a task-factory error in run_coroutine_threadsafe is set on the future but not reported to the loop's exception handler (threadsafe.rs:277-281)"]
+fn run_coroutine_threadsafe_task_factory_exception() {
+    // test_run_coroutine_threadsafe_task_factory_exception: the future fails
+    // with the factory's error AND the exception handler is called once with
+    // that same exception (the loop callback re-raises it).
+    let loop_ = asyncio::new_event_loop().unwrap();
+    let seen: Rc<RefCell<Vec<asyncio::ExceptionContext>>> = Rc::new(RefCell::new(Vec::new()));
+    let s = seen.clone();
+    loop_.set_exception_handler(Some(
+        move |_: &EventLoop, ctx: &asyncio::ExceptionContext| s.borrow_mut().push(ctx.clone()),
+    ));
+    let refuse = |_: &EventLoop, _: &mut asyncio::TaskInit| -> Result<()> {
+        Err(Error::new(ErrorKind::Exception, "NameError"))
+    };
+    let remote = loop_.threadsafe();
+    let err = loop_
+        .run_until_complete(async move {
+            asyncio::get_running_loop()?.set_task_factory(Some(Rc::new(refuse)));
+            // Submitted through the thread-safe handle; made on the loop thread.
+            let f = remote.run_coroutine_threadsafe(|| async { Ok(1) })?;
+            Ok(f.await.unwrap_err())
+        })
+        .unwrap();
+    loop_.set_task_factory(None);
+    assert_eq!(err.message(), "NameError");
+    let seen = seen.borrow();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].exception.as_ref().unwrap().ptr_eq(&err));
+    drop(seen);
+    loop_.close().unwrap();
+}
+
+#[test]
+fn run_coroutine_threadsafe_on_a_closed_loop_is_runtime_error() {
+    let loop_ = asyncio::new_event_loop().unwrap();
+    let remote = loop_.threadsafe();
+    loop_.close().unwrap();
+    let err = std::thread::spawn(move || {
+        remote
+            .run_coroutine_threadsafe(|| async { Ok(()) })
+            .unwrap_err()
+    })
+    .join()
+    .unwrap();
+    assert_eq!(repr(err), "RuntimeError('Event loop is closed')");
+}
+
+#[test]
+fn as_completed_timeout_does_not_cancel_the_rest() {
+    on_loop(|_| async {
+        let slow = asyncio::create_task(v(2, 0.05))?;
+        let mut it = asyncio::as_completed([slow.clone()]).timeout(0.001);
+        let err = it.next().unwrap().await.unwrap_err();
+        assert!(err.is_timeout());
+        assert!(!slow.cancelled());
+        assert_eq!(slow.await?, 2);
+        Ok(())
+    })
+}
+
+#[test]
+fn timeout_reschedule_none_disables_it() {
+    // test_timeout_disabled
+    on_loop(|_| async {
+        let cm = timeout(0.01);
+        let inner = cm.clone();
+        cm.run(async move {
+            inner.reschedule(None)?;
+            assert_eq!(inner.when(), None);
+            sleep(0.03).await
+        })
+        .await?;
+        assert!(!cm.expired());
+        Ok(())
+    })
+}
+
+#[test]
+fn task_group_create_task_named() {
+    on_loop(|_| async {
+        let tg = TaskGroup::new();
+        let t = tg
+            .run(async { tg.create_task_named(v(1, 0.0), "child") })
+            .await?;
+        assert_eq!(t.get_name(), "child");
+        assert_eq!(t.result()?, 1);
+        Ok(())
+    })
+}
