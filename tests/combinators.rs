@@ -2198,3 +2198,143 @@ fn task_group_create_task_named() {
         Ok(())
     })
 }
+
+// ===== ported from test_tasks.py: cancellation through await, wait, shield =====
+
+#[test]
+fn yield_future_passes_cancel() {
+    // test_yield_future_passes_cancel: proof == 101, waiter cancelled
+    on_loop(|loop_| async move {
+        let proof = Rc::new(Cell::new(0));
+        let waiter = Future::<()>::new(&loop_);
+        let (p, w) = (proof.clone(), waiter.clone());
+        let inner = async move {
+            match w.await {
+                Err(e) if e.is_cancelled() => {
+                    p.set(p.get() + 1);
+                    Err::<(), _>(e)
+                }
+                _ => panic!("got past sleep() in inner()"),
+            }
+        };
+        let p = proof.clone();
+        let f = asyncio::create_task(async move {
+            match inner.await {
+                Err(e) if e.is_cancelled() => p.set(p.get() + 100),
+                _ => p.set(p.get() + 10),
+            }
+            Ok(())
+        })?;
+        sleep(0).await?;
+        f.cancel();
+        (&f).await?;
+        assert_eq!(proof.get(), 101);
+        assert!(waiter.cancelled());
+        Ok(())
+    })
+}
+
+#[test]
+fn yield_wait_does_not_shield_cancel() {
+    // test_yield_wait_does_not_shield_cancel: proof == 1
+    on_loop(|loop_| async move {
+        let proof = Rc::new(Cell::new(0));
+        let waiter = Future::<()>::new(&loop_);
+        let (p, w) = (proof.clone(), waiter.clone());
+        let p2 = proof.clone();
+        let f = asyncio::create_task(async move {
+            let inner = asyncio::create_task(async move {
+                w.await?;
+                p.set(p.get() + 1);
+                Ok(())
+            })?;
+            asyncio::wait([inner]).await?;
+            p2.set(p2.get() + 100);
+            Ok(())
+        })?;
+        sleep(0).await?;
+        f.cancel();
+        assert!((&f).await.unwrap_err().is_cancelled());
+        waiter.set_result(())?;
+        sleep(0).await?;
+        sleep(0).await?;
+        assert_eq!(proof.get(), 1);
+        Ok(())
+    })
+}
+
+#[test]
+fn shield_effect() {
+    // test_shield_effect: cancelling outer() does not affect inner(): proof == 1
+    on_loop(|loop_| async move {
+        let proof = Rc::new(Cell::new(0));
+        let waiter = Future::<()>::new(&loop_);
+        let (p, w) = (proof.clone(), waiter.clone());
+        let p2 = proof.clone();
+        let f = asyncio::create_task(async move {
+            asyncio::shield(async move {
+                w.await?;
+                p.set(p.get() + 1);
+                Ok(())
+            })?
+            .await?;
+            p2.set(p2.get() + 100);
+            Ok(())
+        })?;
+        sleep(0).await?;
+        f.cancel();
+        assert!((&f).await.unwrap_err().is_cancelled());
+        waiter.set_result(())?;
+        sleep(0).await?;
+        sleep(0).await?;
+        assert_eq!(proof.get(), 1);
+        Ok(())
+    })
+}
+
+#[test]
+fn gather_shield() {
+    // test_gather_shield: cancelling the gather cancels the shields, not the children.
+    on_loop(|loop_| async move {
+        let child1 = Future::<i32>::new(&loop_);
+        let child2 = Future::<i32>::new(&loop_);
+        let inner1 = asyncio::shield(&child1)?;
+        let inner2 = asyncio::shield(&child2)?;
+        let parent = asyncio::gather([inner1.clone(), inner2.clone()]);
+        sleep(0).await?;
+        assert!(parent.cancel());
+        sleep(0).await?;
+        assert!(inner1.cancelled());
+        assert!(inner2.cancelled());
+        assert!(parent.await.unwrap_err().is_cancelled());
+        assert!(!child1.cancelled());
+        assert!(!child2.cancelled());
+        child1.set_result(1)?;
+        child2.set_result(2)?;
+        sleep(0).await?;
+        Ok(())
+    })
+}
+
+#[test]
+fn shield_cancelled_outer_leaves_inner_error_unretrieved() {
+    // CPython: cancelling the outer removes the inner callback, so a later
+    // inner failure is never retrieved: ['Task exception was never retrieved']
+    let loop_ = asyncio::new_event_loop().unwrap();
+    let reports = Rc::new(RefCell::new(Vec::<String>::new()));
+    let r = reports.clone();
+    loop_.set_exception_handler(Some(
+        move |_: &EventLoop, ctx: &asyncio::ExceptionContext| {
+            r.borrow_mut().push(ctx.message.clone())
+        },
+    ));
+    loop_
+        .run_until_complete(async {
+            let outer = asyncio::shield(bad::<()>("inner failed", 0.01))?;
+            outer.cancel();
+            sleep(0.03).await
+        })
+        .unwrap();
+    loop_.close().unwrap();
+    assert_eq!(*reports.borrow(), ["Task exception was never retrieved"]);
+}

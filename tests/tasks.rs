@@ -1256,3 +1256,50 @@ fn log_destroyed_pending_task_not_reported_for_finished_tasks() {
     loop_.close().unwrap();
     assert_eq!(seen.get(), 0);
 }
+
+#[test]
+fn task_woken_from_another_thread_through_a_tokio_channel() {
+    let out = on_loop(|_| async {
+        let (tx, rx) = tokio::sync::oneshot::channel::<&'static str>();
+        let t =
+            asyncio::create_task(
+                async move { rx.await.map_err(|e| Error::runtime(e.to_string())) },
+            )?;
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            tx.send("from thread").unwrap();
+        });
+        let v = t.await?;
+        sender.join().unwrap();
+        Ok(v)
+    });
+    assert_eq!(out, "from thread");
+}
+
+#[test]
+fn tokio_spawn_local_and_tokio_time_work_inside_tasks() {
+    let out = on_loop(|_| async {
+        let h = tokio::task::spawn_local(async {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            5
+        });
+        let v = h.await.map_err(|e| Error::runtime(e.to_string()))?;
+        Ok(v)
+    });
+    assert_eq!(out, 5);
+}
+
+#[test]
+fn run_until_complete_with_a_task_of_another_loop_is_value_error() {
+    let other = asyncio::new_event_loop().unwrap();
+    let foreign = other.create_task(async { Ok(1) }).unwrap();
+    let loop_ = asyncio::new_event_loop().unwrap();
+    let err = loop_.run_until_complete(foreign.clone()).unwrap_err();
+    assert_eq!(
+        format!("{err:?}"),
+        "ValueError('The future belongs to a different loop than the one specified as the loop argument')"
+    );
+    loop_.close().unwrap();
+    assert_eq!(other.run_until_complete(foreign).unwrap(), 1);
+    other.close().unwrap();
+}
