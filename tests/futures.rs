@@ -665,3 +665,40 @@ fn unretrieved_task_exception_is_reported() {
     drop(reports);
     loop_.close().unwrap();
 }
+
+#[test]
+fn task_wakeups_and_done_callbacks_share_one_fifo() {
+    // CPython: ['task resumed', 'cb'] when the task awaited first,
+    //          ['cb', 'task resumed'] when the callback was added first.
+    let out = on_loop(|loop_| async move {
+        let mut results = Vec::new();
+        for callback_first in [false, true] {
+            let order = log();
+            let f = Future::<i32>::new(&loop_);
+            let add_cb = |f: &Future<i32>, o: &Log| {
+                let o = o.clone();
+                f.add_done_callback(move |_| push(&o, "cb"));
+            };
+            if callback_first {
+                add_cb(&f, &order);
+            }
+            let (f2, o) = (f.clone(), order.clone());
+            let t = asyncio::create_task(async move {
+                f2.await?;
+                push(&o, "task resumed");
+                Ok(())
+            })?;
+            asyncio::sleep(0).await?;
+            if !callback_first {
+                add_cb(&f, &order);
+            }
+            f.set_result(1)?;
+            t.await?;
+            asyncio::sleep(0).await?;
+            results.push(entries(&order));
+        }
+        Ok(results)
+    });
+    assert_eq!(out[0], ["task resumed", "cb"]);
+    assert_eq!(out[1], ["cb", "task resumed"]);
+}

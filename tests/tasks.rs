@@ -1303,3 +1303,42 @@ fn run_until_complete_with_a_task_of_another_loop_is_value_error() {
     assert_eq!(other.run_until_complete(foreign).unwrap(), 1);
     other.close().unwrap();
 }
+
+#[test]
+fn cancel_requested_while_in_a_tokio_future_then_returning_ends_cancelled() {
+    // CPython's rule "Task is cancelled right before coro stops": a task
+    // that returns without reaching an asyncio await after cancel() ends CANCELLED.
+    on_loop(|_| async {
+        let t = asyncio::create_task(async {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            Ok(5)
+        })?;
+        asyncio::sleep(0).await?;
+        assert!(t.cancel_with_message("while in tokio"));
+        let err = error_of(&t).await;
+        assert_eq!(format!("{err:?}"), "CancelledError('while in tokio')");
+        assert!(t.cancelled());
+        Ok(())
+    })
+}
+
+#[test]
+fn awaiting_a_done_future_after_cancel_does_not_raise() {
+    // CPython: `await fut` on a done future does not suspend, so a pending
+    // cancellation is only delivered at the next real suspension.
+    let out = on_loop(|loop_| async move {
+        let done = Future::<i32>::new(&loop_);
+        done.set_result(1)?;
+        let d = done.clone();
+        let t = asyncio::create_task(async move {
+            asyncio::current_task()?.unwrap().cancel();
+            let v = d.await?;
+            match asyncio::sleep(0).await {
+                Err(e) if e.is_cancelled() => Ok(format!("got {v}, then cancelled")),
+                _ => Ok("not cancelled".to_owned()),
+            }
+        })?;
+        t.await
+    });
+    assert_eq!(out, "got 1, then cancelled");
+}
