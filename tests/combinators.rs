@@ -2338,3 +2338,35 @@ fn shield_cancelled_outer_leaves_inner_error_unretrieved() {
     loop_.close().unwrap();
     assert_eq!(*reports.borrow(), ["Task exception was never retrieved"]);
 }
+
+#[test]
+#[ignore = "BUG: a task waiting in as_completed is not cancelled until an awaitable completes: NextDone is not an asyncio future, so cancel() has no waiter to cancel (wait.rs NextDone::poll)"]
+fn cancelling_a_task_waiting_in_as_completed() {
+    // CPython: True True False (done, cancelled; the awaited future untouched)
+    on_loop(|loop_| async move {
+        for use_next_future in [false, true] {
+            let f = Future::<i32>::new(&loop_);
+            let f2 = f.clone();
+            let t = asyncio::create_task(async move {
+                let mut it = asyncio::as_completed([f2]);
+                if use_next_future {
+                    it.next_future().await.unwrap()?.result()
+                } else {
+                    it.next().unwrap().await
+                }
+            })?;
+            sleep(0).await?;
+            t.cancel();
+            sleep(0).await?;
+            sleep(0).await?;
+            let state = (t.done(), t.cancelled(), f.cancelled());
+            // Let a buggy task finish so that nothing is left behind.
+            if !f.done() {
+                f.set_result(0)?;
+            }
+            let _ = (&t).await;
+            assert_eq!(state, (true, true, false), "next_future={use_next_future}");
+        }
+        Ok(())
+    })
+}
