@@ -257,7 +257,7 @@ fn gather_cancel_cancels_the_children() {
 }
 
 #[test]
-#[ignore = "BUG: a second cancel() of a task whose waiter is already cancelled replaces the waiter's CancelledError('gm') with CancelledError()"]
+#[ignore = "BUG: a second cancel() of a task whose waiter is already cancelled replaces the waiter's CancelledError('gm') with CancelledError() (futures.rs:671-675)"]
 fn gather_cancel_twice_keeps_the_first_message() {
     // CPython: g.cancel('gm') True, g.cancel() True; await g -> CancelledError('gm')
     on_loop(|_| async {
@@ -371,7 +371,7 @@ fn gather_return_exceptions_with_cancelled_future_child() {
 }
 
 #[test]
-#[ignore = "BUG: gather(return_exceptions) reports a task cancelled via its waiter as CancelledError('child'); CPython gives CancelledError('')"]
+#[ignore = "BUG: gather(return_exceptions) reports a task cancelled via its waiter as CancelledError('child'); CPython gives CancelledError('') (tasks/gather.rs:387-393 uses the stored error)"]
 fn gather_return_exceptions_with_cancelled_task_child() {
     // CPython: re [CancelledError(''), 5] -- `_cancel_message` of a task
     // cancelled through the future it awaited is None, so gather builds
@@ -2340,7 +2340,7 @@ fn shield_cancelled_outer_leaves_inner_error_unretrieved() {
 }
 
 #[test]
-#[ignore = "BUG: a task waiting in as_completed is not cancelled until an awaitable completes: NextDone is not an asyncio future, so cancel() has no waiter to cancel (wait.rs NextDone::poll)"]
+#[ignore = "BUG: a task waiting in as_completed is not cancelled until an awaitable completes: NextDone is not an asyncio future, so cancel() has no waiter to cancel (tasks/wait.rs:399)"]
 fn cancelling_a_task_waiting_in_as_completed() {
     // CPython: True True False (done, cancelled; the awaited future untouched)
     on_loop(|loop_| async move {
