@@ -257,7 +257,7 @@ fn gather_cancel_cancels_the_children() {
 }
 
 #[test]
-#[ignore = "BUG: a second cancel() of a task whose waiter is already cancelled replaces the waiter's CancelledError('gm') with CancelledError() (futures.rs:671-675)"]
+
 fn gather_cancel_twice_keeps_the_first_message() {
     // CPython: g.cancel('gm') True, g.cancel() True; await g -> CancelledError('gm')
     on_loop(|_| async {
@@ -371,7 +371,7 @@ fn gather_return_exceptions_with_cancelled_future_child() {
 }
 
 #[test]
-#[ignore = "BUG: gather(return_exceptions) reports a task cancelled via its waiter as CancelledError('child'); CPython gives CancelledError('') (tasks/gather.rs:387-393 uses the stored error)"]
+
 fn gather_return_exceptions_with_cancelled_task_child() {
     // CPython: re [CancelledError(''), 5] -- `_cancel_message` of a task
     // cancelled through the future it awaited is None, so gather builds
@@ -1709,7 +1709,7 @@ fn wait_for_shielded_timeout() {
 // ===== ported from test_timeouts.py =====
 
 #[test]
-#[ignore = "BUG: a past deadline is scheduled with call_at(-inf) (a timer, run after the ready task step) instead of call_soon, so sleep(0) finishes first and no TimeoutError (timeouts.rs:139-142)"]
+
 fn timeout_zero_sleep_zero() {
     // test_timeout_zero_sleep_zero
     on_loop(|loop_| async move {
@@ -1725,7 +1725,7 @@ fn timeout_zero_sleep_zero() {
 }
 
 #[test]
-#[ignore = "BUG: a past deadline is scheduled with call_at(-inf) (a timer, run after the ready task step) instead of call_soon, so sleep(0) finishes first and no TimeoutError (timeouts.rs:139-142)"]
+
 fn timeout_in_the_past_sleep_zero() {
     // test_timeout_in_the_past_sleep_zero
     on_loop(|loop_| async move {
@@ -2109,7 +2109,7 @@ fn run_coroutine_threadsafe_task_cancelled_on_the_loop() {
 }
 
 #[test]
-#[ignore = "BUG: a task-factory error in run_coroutine_threadsafe is set on the future but not reported to the loop's exception handler (threadsafe.rs:277-281)"]
+
 fn run_coroutine_threadsafe_task_factory_exception() {
     // test_run_coroutine_threadsafe_task_factory_exception: the future fails
     // with the factory's error AND the exception handler is called once with
@@ -2340,7 +2340,7 @@ fn shield_cancelled_outer_leaves_inner_error_unretrieved() {
 }
 
 #[test]
-#[ignore = "BUG: a task waiting in as_completed is not cancelled until an awaitable completes: NextDone is not an asyncio future, so cancel() has no waiter to cancel (tasks/wait.rs:399)"]
+
 fn cancelling_a_task_waiting_in_as_completed() {
     // CPython: True True False (done, cancelled; the awaited future untouched)
     on_loop(|loop_| async move {

@@ -483,7 +483,7 @@ fn ensure_future_returns_the_same_future() {
 }
 
 #[test]
-#[ignore = "BUG: ensure_future(fut) of another loop fails with ValueError; CPython returns fut unchanged (futures.rs:823-825 checks it against the running loop, 780-785)"]
+
 fn ensure_future_of_another_loop_returns_it_unchanged() {
     // CPython: `asyncio.ensure_future(foreign) is foreign` -> True (no `loop=`
     // argument: the future's own loop is used; only awaiting it fails).

@@ -388,7 +388,7 @@ fn cancel_counts_requests_and_returns_false_when_done() {
 }
 
 #[test]
-#[ignore = "BUG: second cancel() after the waiter was cancelled turns CancelledError('first') into CancelledError() (futures.rs:671-675)"]
+
 fn second_cancel_keeps_the_message_of_the_cancelled_waiter() {
     // CPython: t.cancel('first'); t.cancel() -> CancelledError('first'), cancelling() 2
     // (Task.__step keeps the CancelledError it was woken with).
@@ -405,7 +405,7 @@ fn second_cancel_keeps_the_message_of_the_cancelled_waiter() {
 }
 
 #[test]
-#[ignore = "BUG: same cause: a later cancel(msg) replaces the waiter's CancelledError() (futures.rs:671-675)"]
+
 fn second_cancel_with_message_after_plain_cancel() {
     // CPython: t.cancel(); t.cancel('second') -> CancelledError()
     on_loop(|_| async {

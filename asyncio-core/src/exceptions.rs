@@ -672,7 +672,10 @@ mod tests {
         assert_eq!(e.python_name(), "gaierror");
         assert_eq!(e.raw_os_error(), Some(-2));
         assert_eq!(e.to_string(), "[Errno -2] Name or service not known");
-        assert_eq!(format!("{e:?}"), "gaierror(-2, 'Name or service not known')");
+        assert_eq!(
+            format!("{e:?}"),
+            "gaierror(-2, 'Name or service not known')"
+        );
     }
 
     #[test]

@@ -819,9 +819,13 @@ pub(crate) fn poll_await_obj<O: ?Sized + FutureObj>(
         }
         if task.must_cancel.get() && task.resumed_from.get() == obj.addr() {
             // The task was suspended here and cancelled before it resumed:
-            // the cancellation wins over the result, as in Python.
+            // the cancellation wins over the result, as in Python. A waiter
+            // that was itself cancelled keeps its own CancelledError.
             task.must_cancel.set(false);
-            return Some(Err(Error::cancelled(task_obj.cancel_message().as_deref())));
+            let own = obj.error().filter(Error::is_cancelled);
+            return Some(Err(own.unwrap_or_else(|| {
+                Error::cancelled(task_obj.cancel_message().as_deref())
+            })));
         }
         None
     });
@@ -917,10 +921,11 @@ impl<T: Clone + 'static> IntoFuture for &Future<T> {
 /// This is the argument type of `run_until_complete`, `ensure_future`,
 /// `gather`, `shield`, `wait_for` and friends.
 pub trait Awaitable<T: 'static>: Sized {
-    /// Converts into an asyncio future on `loop_`; the flag is `true` when a
-    /// new task was made for it (so its result can be moved out).
+    /// Converts into an asyncio future on `loop_` (`None`: a future keeps its
+    /// own loop, a coroutine goes to the running loop); the flag is `true`
+    /// when a new task was made for it (so its result can be moved out).
     #[doc(hidden)]
-    fn into_asyncio_future(self, loop_: &EventLoop) -> Result<(Future<T>, bool)>;
+    fn into_asyncio_future(self, loop_: Option<&EventLoop>) -> Result<(Future<T>, bool)>;
 
     /// Extracts the result after completion: moved out of a task made for a
     /// coroutine, cloned from a future others may hold.
@@ -929,11 +934,13 @@ pub trait Awaitable<T: 'static>: Sized {
 }
 
 impl<T: Clone + 'static> Awaitable<T> for Future<T> {
-    fn into_asyncio_future(self, loop_: &EventLoop) -> Result<(Future<T>, bool)> {
-        if !Rc::ptr_eq(&self.cell.core.loop_, &loop_.inner) {
-            return Err(Error::value(
-                "The future belongs to a different loop than the one specified as the loop argument",
-            ));
+    fn into_asyncio_future(self, loop_: Option<&EventLoop>) -> Result<(Future<T>, bool)> {
+        if let Some(loop_) = loop_ {
+            if !Rc::ptr_eq(&self.cell.core.loop_, &loop_.inner) {
+                return Err(Error::value(
+                    "The future belongs to a different loop than the one specified as the loop argument",
+                ));
+            }
         }
         Ok((self, false))
     }
@@ -944,7 +951,7 @@ impl<T: Clone + 'static> Awaitable<T> for Future<T> {
 }
 
 impl<T: Clone + 'static> Awaitable<T> for &Future<T> {
-    fn into_asyncio_future(self, loop_: &EventLoop) -> Result<(Future<T>, bool)> {
+    fn into_asyncio_future(self, loop_: Option<&EventLoop>) -> Result<(Future<T>, bool)> {
         self.clone().into_asyncio_future(loop_)
     }
 
@@ -958,8 +965,11 @@ where
     F: std::future::Future<Output = Result<T>> + 'static,
 {
     #[track_caller]
-    fn into_asyncio_future(self, loop_: &EventLoop) -> Result<(Future<T>, bool)> {
-        let task = loop_.create_task(self)?;
+    fn into_asyncio_future(self, loop_: Option<&EventLoop>) -> Result<(Future<T>, bool)> {
+        let task = match loop_ {
+            Some(l) => l.create_task(self)?,
+            None => crate::events::get_running_loop()?.create_task(self)?,
+        };
         Ok((task.into(), true))
     }
 
@@ -973,8 +983,7 @@ where
 /// Uses the running loop.
 #[track_caller]
 pub fn ensure_future<T: 'static, A: Awaitable<T>>(awaitable: A) -> Result<Future<T>> {
-    let loop_ = crate::events::get_running_loop()?;
-    Ok(awaitable.into_asyncio_future(&loop_)?.0)
+    Ok(awaitable.into_asyncio_future(None)?.0)
 }
 
 enum Outcome<T> {

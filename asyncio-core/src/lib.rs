@@ -37,6 +37,7 @@ pub use exception_context::{ContextValue, ExceptionContext, ExceptionHandler};
 pub use exceptions::{Error, ErrorKind, Result};
 pub use executor::{default_max_workers, Executor, Job, ThreadPoolExecutor};
 pub use futures::{ensure_future, Awaitable, CallbackId, Future, FutureAwait, TakeFuture};
+pub use slots::{Registration, Schedulable};
 pub use taskgroups::TaskGroup;
 pub use tasks::{
     all_tasks, all_tasks_of, as_completed, create_task, create_task_named, current_task,
@@ -45,7 +46,6 @@ pub use tasks::{
     ReturnWhen, Sleep, Task, TaskFactory, TaskInit, Wait,
 };
 pub use timeouts::{timeout, timeout_at, wait_for, Timeout};
-pub use slots::{Registration, Schedulable};
 pub use transports::Address;
 
 /// `asyncio.to_thread(func)`: runs `func` in the running loop's default

@@ -255,6 +255,8 @@ impl Drop for Registration {
 
 impl std::fmt::Debug for Registration {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registration").field("key", &self.key).finish()
+        f.debug_struct("Registration")
+            .field("key", &self.key)
+            .finish()
     }
 }

@@ -6,7 +6,7 @@ use std::fmt;
 use std::future::IntoFuture;
 use std::rc::Rc;
 
-use crate::events::{check_delay, get_running_loop, monotonic, Delay, TimerHandle};
+use crate::events::{check_delay, get_running_loop, monotonic, Delay, Handle};
 use crate::exceptions::{Error, Result};
 use crate::tasks::{current_task, AnyTask};
 use crate::{Awaitable, Future};
@@ -35,7 +35,7 @@ impl State {
 struct Inner {
     state: Cell<State>,
     when: Cell<Option<f64>>,
-    handle: RefCell<Option<TimerHandle>>,
+    handle: RefCell<Option<Handle>>,
     task: RefCell<Option<AnyTask>>,
     cancelling: Cell<u32>,
 }
@@ -74,9 +74,14 @@ pub struct Timeout {
     inner: Rc<Inner>,
 }
 
-/// `asyncio.timeout(delay)`: a [`Timeout`] expiring `delay` from now.
+/// `asyncio.timeout(delay)`: a [`Timeout`] expiring `delay` from now
+/// (`timeout(None)`: no deadline until rescheduled).
 pub fn timeout(delay: impl Delay) -> Timeout {
-    Timeout::new(Some(monotonic() + delay.as_secs()))
+    let delay = delay.as_secs();
+    if delay == f64::INFINITY {
+        return Timeout::new(None);
+    }
+    Timeout::new(Some(monotonic() + delay))
 }
 
 /// `asyncio.timeout_at(when)`: a [`Timeout`] expiring at `when`, in
@@ -137,10 +142,9 @@ impl Timeout {
                 }
             };
             let handle = if when <= loop_.time() {
-                // Due at once: runs with the next batch, as CPython's call_soon.
-                loop_.call_at(f64::NEG_INFINITY, on_timeout)?
+                loop_.call_soon(on_timeout)?
             } else {
-                loop_.call_at(when, on_timeout)?
+                loop_.call_at(when, on_timeout)?.as_handle().clone()
             };
             *self.inner.handle.borrow_mut() = Some(handle);
         }
@@ -257,7 +261,7 @@ where
     let timeout = check_delay(timeout.as_secs())?;
     if timeout <= 0.0 {
         let loop_ = get_running_loop()?;
-        let (fut, owned) = awaitable.into_asyncio_future(&loop_)?;
+        let (fut, owned) = awaitable.into_asyncio_future(Some(&loop_))?;
         if fut.done() {
             return A::extract(&fut, owned);
         }

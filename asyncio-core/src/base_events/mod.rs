@@ -14,8 +14,8 @@ use futures_util::task::AtomicWaker;
 
 mod threadsafe;
 
-pub use threadsafe::{ThreadsafeHandle, ThreadsafeLoop};
 pub(crate) use threadsafe::ThreadsafeCall;
+pub use threadsafe::{ThreadsafeHandle, ThreadsafeLoop};
 
 use crate::coroutines;
 use crate::events::{
@@ -238,7 +238,7 @@ impl EventLoop {
     {
         self.check_closed()?;
         self.check_running()?;
-        let (future, owned) = future.into_asyncio_future(self)?;
+        let (future, owned) = future.into_asyncio_future(Some(self))?;
         if owned {
             if let Some(task) = future.as_task_state() {
                 // The caller sees the error if the task does not finish.

@@ -117,4 +117,3 @@ impl fmt::Debug for ThreadsafeHandle {
         }
     }
 }
-

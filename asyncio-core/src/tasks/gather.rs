@@ -267,7 +267,7 @@ where
     };
     let mut children = Vec::new();
     for aw in awaitables {
-        match aw.into_asyncio_future(&loop_) {
+        match aw.into_asyncio_future(Some(&loop_)) {
             Ok((fut, owned)) => {
                 if owned {
                     if let Some(task) = fut.as_task_state() {
@@ -412,11 +412,26 @@ fn collect_values<T: 'static>(live: &Live<T>) -> Result<Vec<T>> {
         .collect()
 }
 
+/// A child's entry in a `return_exceptions` result list: its value, its
+/// error, or — for a cancelled child — `CancelledError(_cancel_message or '')`
+/// as CPython builds it.
+fn outcome_of<T: 'static>(
+    fut: &Future<T>,
+    owned: bool,
+    extract: fn(&Future<T>, bool) -> Result<T>,
+) -> Result<T> {
+    if fut.cancelled() {
+        let msg = fut.cell.core.cancel_message().unwrap_or_default();
+        return Err(Error::cancelled(Some(&msg)));
+    }
+    extract(fut, owned)
+}
+
 fn collect_outcomes<T: 'static>(live: &Live<T>) -> Result<Vec<Result<T>>> {
     Ok(live
         .children
         .iter()
-        .map(|c| (live.extract)(&c.fut, c.owned))
+        .map(|c| outcome_of(&c.fut, c.owned, live.extract))
         .collect())
 }
 
@@ -458,7 +473,7 @@ impl<T: 'static> GatherChild<T> {
     #[doc(hidden)]
     #[track_caller]
     pub fn new<A: Awaitable<T>>(awaitable: A, loop_: &EventLoop) -> Result<GatherChild<T>> {
-        let (fut, owned) = awaitable.into_asyncio_future(loop_)?;
+        let (fut, owned) = awaitable.into_asyncio_future(Some(loop_))?;
         if owned {
             if let Some(task) = fut.as_task_state() {
                 task.log_destroy_pending.set(false);
@@ -479,6 +494,11 @@ impl<T: 'static> GatherChild<T> {
     #[doc(hidden)]
     pub fn value(&self) -> Result<T> {
         (self.extract)(&self.fut, self.owned)
+    }
+
+    #[doc(hidden)]
+    pub fn outcome(&self) -> Result<T> {
+        outcome_of(&self.fut, self.owned, self.extract)
     }
 }
 
@@ -566,7 +586,7 @@ macro_rules! __gather_impl {
         async move {
             let (__outer, ($($name,)*)) = __started?;
             __outer.await?;
-            ::core::result::Result::Ok::<_, $crate::Error>(($($name.value(),)*))
+            ::core::result::Result::Ok::<_, $crate::Error>(($($name.outcome(),)*))
         }
     }};
 }

@@ -215,8 +215,10 @@ where
             }
             Ok(value) => cell.finish(Ok(value)),
             Err(e) if e.is_cancelled() => {
-                self.core.set_cancelled_exc(e.clone());
-                cell.cancel_future(e.message_opt());
+                // `super().cancel()`: the task keeps the error it ended with
+                // (for `result()`), but no cancel message of its own.
+                self.core.set_cancelled_exc(e);
+                cell.cancel_future(None);
                 Ok(())
             }
             Err(e) => cell.finish(Err(e)),
@@ -647,7 +649,7 @@ impl<T: Clone + 'static> IntoFuture for &Task<T> {
 }
 
 impl<T: Clone + 'static> Awaitable<T> for Task<T> {
-    fn into_asyncio_future(self, loop_: &EventLoop) -> Result<(Future<T>, bool)> {
+    fn into_asyncio_future(self, loop_: Option<&EventLoop>) -> Result<(Future<T>, bool)> {
         self.fut.into_asyncio_future(loop_)
     }
 
@@ -657,7 +659,7 @@ impl<T: Clone + 'static> Awaitable<T> for Task<T> {
 }
 
 impl<T: Clone + 'static> Awaitable<T> for &Task<T> {
-    fn into_asyncio_future(self, loop_: &EventLoop) -> Result<(Future<T>, bool)> {
+    fn into_asyncio_future(self, loop_: Option<&EventLoop>) -> Result<(Future<T>, bool)> {
         self.fut.clone().into_asyncio_future(loop_)
     }
 

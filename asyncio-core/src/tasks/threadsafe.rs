@@ -277,15 +277,17 @@ where
     let dest = future.clone();
     loop_.call_soon_threadsafe(move || {
         if dest.done() {
-            return; // cancelled before it could start
+            return Ok(()); // cancelled before it could start
         }
         let started = crate::events::get_running_loop()
             .and_then(|l| l.create_task(make_coro()).map(|t| (l, t)));
         let (loop_, task) = match started {
             Ok(v) => v,
             Err(e) => {
-                dest.set_exception(e);
-                return;
+                // Python sets the error and re-raises it in the callback,
+                // which reports it to the exception handler.
+                dest.set_exception(e.clone());
+                return Err(e);
             }
         };
         let to_cancel = task.clone();
@@ -302,8 +304,8 @@ where
                 }
             }
             Err(e) => {
-                dest.set_exception(e);
-                return;
+                dest.set_exception(e.clone());
+                return Err(e);
             }
         }
         let dest2 = dest.clone();
@@ -317,6 +319,7 @@ where
                 };
             }
         });
+        Ok(())
     })?;
     Ok(future)
 }

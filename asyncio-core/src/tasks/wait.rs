@@ -6,7 +6,7 @@ use std::fmt;
 use std::future::{Future as StdFuture, IntoFuture};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use crate::events::{check_delay, get_running_loop, Delay, TimerHandle};
 use crate::exceptions::{Error, Result};
@@ -39,7 +39,7 @@ use crate::{Awaitable, Future};
 #[track_caller]
 pub fn shield<T: 'static, A: Awaitable<T>>(awaitable: A) -> Result<Future<T>> {
     let loop_ = get_running_loop()?;
-    let (inner, owned) = awaitable.into_asyncio_future(&loop_)?;
+    let (inner, owned) = awaitable.into_asyncio_future(Some(&loop_))?;
     if inner.done() && !owned {
         return Ok(inner);
     }
@@ -235,7 +235,11 @@ struct AsCompletedState<T: 'static> {
     todo: Vec<Future<T>>,
     todo_left: usize,
     timeout_handle: Option<TimerHandle>,
-    waiters: Vec<Waker>,
+    /// Futures of the `anext`s waiting for a completion (asyncio futures,
+    /// so that cancelling the waiting task cancels them, as with CPython's
+    /// `Queue.get()`).
+    waiters: Vec<Future<()>>,
+    loop_: Option<crate::EventLoop>,
     error: Option<Error>,
 }
 
@@ -284,14 +288,16 @@ where
         todo_left: 0,
         timeout_handle: None,
         waiters: Vec::new(),
+        loop_: None,
         error: None,
     }));
     let result = (|| -> Result<Vec<Future<T>>> {
         let loop_ = get_running_loop()?;
+        state.borrow_mut().loop_ = Some(loop_.clone());
         let mut seen = HashSet::new();
         let mut futs = Vec::new();
         for aw in awaitables {
-            let (f, _) = aw.into_asyncio_future(&loop_)?;
+            let (f, _) = aw.into_asyncio_future(Some(&loop_))?;
             if seen.insert(Rc::as_ptr(&f.cell) as *const ()) {
                 futs.push(f);
             }
@@ -320,6 +326,14 @@ where
     AsCompleted { state }
 }
 
+fn release(waiters: Vec<Future<()>>) {
+    for w in waiters {
+        if !w.done() {
+            let _ = w.set_result(());
+        }
+    }
+}
+
 fn handle_completion<T: 'static>(state: &RefCell<AsCompletedState<T>>, f: &Future<T>) {
     let wakers = {
         let mut s = state.borrow_mut();
@@ -335,7 +349,7 @@ fn handle_completion<T: 'static>(state: &RefCell<AsCompletedState<T>>, f: &Futur
         }
         std::mem::take(&mut s.waiters)
     };
-    wakers.into_iter().for_each(Waker::wake);
+    release(wakers);
 }
 
 fn handle_timeout<T: 'static>(state: &RefCell<AsCompletedState<T>>) {
@@ -348,7 +362,7 @@ fn handle_timeout<T: 'static>(state: &RefCell<AsCompletedState<T>>) {
         s.timeout_handle = None;
         std::mem::take(&mut s.waiters)
     };
-    wakers.into_iter().for_each(Waker::wake);
+    release(wakers);
 }
 
 impl<T: Clone + 'static> AsCompleted<T> {
@@ -386,6 +400,7 @@ impl<T: Clone + 'static> AsCompleted<T> {
         Some(
             NextDone {
                 state: self.state.clone(),
+                waiter: None,
             }
             .await,
         )
@@ -394,22 +409,41 @@ impl<T: Clone + 'static> AsCompleted<T> {
 
 struct NextDone<T: 'static> {
     state: Rc<RefCell<AsCompletedState<T>>>,
+    waiter: Option<Future<()>>,
 }
 
 impl<T: 'static> StdFuture for NextDone<T> {
     type Output = Result<Future<T>>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut s = self.state.borrow_mut();
-        if let Some(e) = s.error.take() {
-            return Poll::Ready(Err(e));
-        }
-        match s.done.pop_front() {
-            Some(Some(f)) => Poll::Ready(Ok(f)),
-            Some(None) => Poll::Ready(Err(Error::timeout())),
-            None => {
-                s.waiters.push(cx.waker().clone());
-                Poll::Pending
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let waiter = {
+                let mut s = self.state.borrow_mut();
+                if let Some(e) = s.error.take() {
+                    return Poll::Ready(Err(e));
+                }
+                match s.done.pop_front() {
+                    Some(Some(f)) => return Poll::Ready(Ok(f)),
+                    Some(None) => return Poll::Ready(Err(Error::timeout())),
+                    None => {}
+                }
+                match &self.waiter {
+                    Some(w) => w.clone(),
+                    None => {
+                        let Some(loop_) = s.loop_.clone() else {
+                            return Poll::Ready(Err(Error::runtime("no running event loop")));
+                        };
+                        let w = Future::<()>::new(&loop_);
+                        s.waiters.push(w.clone());
+                        w
+                    }
+                }
+            };
+            self.waiter = Some(waiter.clone());
+            match poll_await(&waiter.cell, cx, |core| core.result_clone()) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => self.waiter = None,
             }
         }
     }
@@ -461,6 +495,7 @@ impl<T: Clone + 'static> Iterator for AsCompleted<T> {
         Some(AsCompletedNext {
             next: NextDone {
                 state: self.state.clone(),
+                waiter: None,
             },
             fut: None,
         })
