@@ -56,6 +56,48 @@ impl TimerHeap {
         self.handles.first()
     }
 
+    /// Moves every timer due before `end_time` to `out`, earliest first
+    /// (ties in scheduling order). Many due timers at once are sorted in
+    /// bulk instead of popped one by one.
+    pub(crate) fn drain_due(&mut self, end_time: f64, mut out: impl FnMut(Handle)) {
+        let end_key = (ordered_bits(end_time) as u128) << 64;
+        let mut popped = 0;
+        while self.keys.first().is_some_and(|k| *k < end_key) {
+            if popped == 32 && self.keys.len() > 256 {
+                self.drain_due_bulk(end_key, out);
+                return;
+            }
+            if let Some(h) = self.pop() {
+                out(h);
+            }
+            popped += 1;
+        }
+    }
+
+    fn drain_due_bulk(&mut self, end_key: u128, mut out: impl FnMut(Handle)) {
+        let keys = std::mem::take(&mut self.keys);
+        let handles = std::mem::take(&mut self.handles);
+        let mut due = Vec::new();
+        for (key, handle) in keys.into_iter().zip(handles) {
+            if key < end_key {
+                due.push((key, handle));
+            } else {
+                self.keys.push(key);
+                self.handles.push(handle);
+            }
+        }
+        let n = self.keys.len();
+        if n > 1 {
+            for i in (0..=(n - 2) / ARITY).rev() {
+                self.sift_down(i);
+            }
+        }
+        due.sort_unstable_by_key(|(key, _)| *key);
+        for (_, handle) in due {
+            out(handle);
+        }
+    }
+
     pub(crate) fn push(&mut self, entry: TimerEntry) {
         self.keys.push(entry.key);
         self.handles.push(entry.handle);

@@ -814,15 +814,10 @@ impl LoopInner {
         }
         let end_time = events::monotonic() + CLOCK_RESOLUTION;
         let mut ready = self.ready.borrow_mut();
-        while heap
-            .peek()
-            .is_some_and(|top| top.cell.when.get() < end_time)
-        {
-            if let Some(handle) = heap.pop() {
-                handle.cell.scheduled.set(false);
-                ready.push_back(Ready::Handle(handle));
-            }
-        }
+        heap.drain_due(end_time, |handle| {
+            handle.cell.scheduled.set(false);
+            ready.push_back(Ready::Handle(handle));
+        });
     }
 
     fn run_ready(&self) {

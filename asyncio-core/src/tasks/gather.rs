@@ -93,11 +93,8 @@ impl Shared {
             }
         }
         if self.nfinished.get() == self.children.len() {
-            for c in &self.children {
-                if !c.cancelled() {
-                    let _ = c.error();
-                }
-            }
+            // Errors of the other children are marked retrieved when the
+            // results are collected, as CPython's result loop does.
             let outcome = if self.cancel_requested.get() {
                 Err(match child.cancelled() {
                     true => child.error().unwrap_or_else(|| Error::cancelled(None)),
