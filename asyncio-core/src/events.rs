@@ -348,6 +348,12 @@ pub trait AbstractEventLoop: 'static {
     /// The implementation as `Any`, so the concrete type can be recovered with
     /// [`EventLoop::implementation`].
     fn as_any(&self) -> &dyn std::any::Any;
+
+    /// The sockets, servers and name resolution of this implementation;
+    /// `None` for one without a reactor.
+    fn network(&self) -> Option<&dyn crate::base_events::AbstractNetwork> {
+        None
+    }
 }
 
 // ===== the running loop =====

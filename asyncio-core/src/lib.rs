@@ -19,6 +19,7 @@ pub mod format_helpers;
 pub mod futures;
 pub mod protocols;
 pub mod slots;
+pub mod socket;
 pub mod taskgroups;
 pub mod tasks;
 pub mod testing;
@@ -27,7 +28,10 @@ mod timer_heap;
 pub mod transports;
 
 pub use asyncgen::{AsyncGenerator, Yielder};
-pub use base_events::{EventLoop, SourceLocation, ThreadsafeHandle, ThreadsafeLoop};
+pub use base_events::{
+    AbstractNetwork, AbstractServer, AddrInfo, EventLoop, Listener, Server, SourceLocation,
+    ThreadsafeHandle, ThreadsafeLoop,
+};
 pub use events::{
     _get_running_loop, _set_running_loop, get_running_loop, AbstractEventLoop,
     AbstractEventLoopPolicy, BaseDefaultEventLoopPolicy, CallbackResult, Delay, Handle,

@@ -12,7 +12,17 @@ use std::task::{Context, Poll, Waker};
 
 use futures_util::task::AtomicWaker;
 
+mod network;
+mod server;
 mod threadsafe;
+
+pub use network::{
+    AbstractNetwork, AddrInfo, AddrInfoQuery, ConnectionOptions, ConnectionPair,
+    ConnectionProtocolFactory, CreateConnection, CreateServer, CreateUnixConnection,
+    CreateUnixServer, GetAddrInfo, HostArg, LocalBoxFuture, PortArg, ServerOptions,
+    ServerProtocolFactory, UnixConnectionOptions, UnixServerOptions,
+};
+pub use server::{AbstractServer, Listener, Server, ServerClient};
 
 pub(crate) use threadsafe::ThreadsafeCall;
 pub use threadsafe::{ThreadsafeHandle, ThreadsafeLoop};
@@ -663,6 +673,10 @@ impl LoopInner {
             .borrow_mut()
             .push(TimerEntry::new(when, seq, handle));
         self.wake_driver_if_idle();
+    }
+
+    pub(crate) fn backend(&self) -> &dyn AbstractEventLoop {
+        &*self.backend
     }
 
     /// Reserves a slot and makes its waker.

@@ -1,0 +1,874 @@
+//! The loop's networking methods: `getaddrinfo`, `create_connection`,
+//! `create_server` and their Unix-socket variants (the networking half of
+//! CPython's `base_events.py`).
+//!
+//! Keyword arguments are builder methods; the builder is awaited.
+//! The work is done by the loop implementation's [`AbstractNetwork`].
+
+use std::cell::RefCell;
+use std::fmt;
+use std::future::{Future as StdFuture, IntoFuture};
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::rc::Rc;
+
+use super::server::Server;
+use super::EventLoop;
+use crate::exceptions::{Error, Result};
+use crate::protocols::{IntoStreamProtocol, StreamProtocolRef};
+use crate::socket::{self, AF_UNSPEC, AI_PASSIVE};
+use crate::transports::{Address, Transport};
+
+/// A boxed, non-`Send` future.
+pub type LocalBoxFuture<'a, T> = Pin<Box<dyn StdFuture<Output = T> + 'a>>;
+
+/// Makes one protocol for a new connection.
+pub type ConnectionProtocolFactory = Box<dyn FnOnce() -> Result<StreamProtocolRef>>;
+
+/// Makes a protocol for every connection a server accepts.
+pub type ServerProtocolFactory = Rc<dyn Fn() -> Result<StreamProtocolRef>>;
+
+/// One result of `getaddrinfo`: Python's `(family, type, proto, canonname,
+/// sockaddr)` 5-tuple.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct AddrInfo {
+    /// Address family (`AF_INET`, `AF_INET6`).
+    pub family: i32,
+    /// Socket type (`SOCK_STREAM`, `SOCK_DGRAM`, `SOCK_RAW`).
+    pub type_: i32,
+    /// Protocol number.
+    pub proto: i32,
+    /// The canonical name (with `AI_CANONNAME`, on the first result), else `""`.
+    pub canonname: String,
+    /// The address.
+    pub sockaddr: Address,
+}
+
+impl fmt::Debug for AddrInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "(<{}: {}>, <{}: {}>, {}, {}, {:?})",
+            socket::family_name(self.family),
+            self.family,
+            socket::kind_name(self.type_),
+            self.type_,
+            self.proto,
+            crate::exceptions::py_str_repr(&self.canonname),
+            self.sockaddr
+        )
+    }
+}
+
+/// The arguments of `getaddrinfo`.
+#[derive(Clone, Debug, Default)]
+pub struct AddrInfoQuery {
+    /// The host name or numeric address (`None`: any / loopback).
+    pub host: Option<String>,
+    /// The port number or service name.
+    pub port: Option<String>,
+    /// `family=`.
+    pub family: i32,
+    /// `type=`.
+    pub type_: i32,
+    /// `proto=`.
+    pub proto: i32,
+    /// `flags=`.
+    pub flags: i32,
+}
+
+/// The arguments of `create_connection`.
+#[derive(Debug, Default)]
+pub struct ConnectionOptions {
+    /// `host`.
+    pub host: Option<String>,
+    /// `port`.
+    pub port: Option<u16>,
+    /// `family=`.
+    pub family: i32,
+    /// `proto=`.
+    pub proto: i32,
+    /// `flags=`.
+    pub flags: i32,
+    /// `sock=`: an already connected stream socket.
+    pub sock: Option<OwnedFd>,
+    /// `local_addr=`.
+    pub local_addr: Option<(String, u16)>,
+    /// `server_hostname=` (TLS only).
+    pub server_hostname: Option<String>,
+    /// `happy_eyeballs_delay=`.
+    pub happy_eyeballs_delay: Option<f64>,
+    /// `interleave=`.
+    pub interleave: Option<usize>,
+    /// `all_errors=`.
+    pub all_errors: bool,
+    /// `ssl_handshake_timeout=` (TLS only).
+    pub ssl_handshake_timeout: Option<f64>,
+    /// `ssl_shutdown_timeout=` (TLS only).
+    pub ssl_shutdown_timeout: Option<f64>,
+}
+
+/// The arguments of `create_server`.
+#[derive(Debug)]
+pub struct ServerOptions {
+    /// `host`: `None` (or `""`) binds all interfaces, one socket per family;
+    /// several hosts bind each.
+    pub hosts: Option<Vec<String>>,
+    /// `port` (0: any free port).
+    pub port: Option<u16>,
+    /// `family=`.
+    pub family: i32,
+    /// `flags=` (default `AI_PASSIVE`).
+    pub flags: i32,
+    /// `sock=`: an already bound stream socket.
+    pub sock: Option<OwnedFd>,
+    /// `backlog=` (default 100).
+    pub backlog: i32,
+    /// `reuse_address=` (default: on, as on Unix).
+    pub reuse_address: Option<bool>,
+    /// `reuse_port=`.
+    pub reuse_port: Option<bool>,
+    /// `keep_alive=`.
+    pub keep_alive: Option<bool>,
+    /// `start_serving=` (default `true`).
+    pub start_serving: bool,
+    /// `ssl_handshake_timeout=` (TLS only).
+    pub ssl_handshake_timeout: Option<f64>,
+    /// `ssl_shutdown_timeout=` (TLS only).
+    pub ssl_shutdown_timeout: Option<f64>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            hosts: None,
+            port: None,
+            family: AF_UNSPEC,
+            flags: AI_PASSIVE,
+            sock: None,
+            backlog: 100,
+            reuse_address: None,
+            reuse_port: None,
+            keep_alive: None,
+            start_serving: true,
+            ssl_handshake_timeout: None,
+            ssl_shutdown_timeout: None,
+        }
+    }
+}
+
+/// The arguments of `create_unix_connection`.
+#[derive(Debug, Default)]
+pub struct UnixConnectionOptions {
+    /// `path`.
+    pub path: Option<PathBuf>,
+    /// `sock=`: an already connected Unix stream socket.
+    pub sock: Option<OwnedFd>,
+    /// `server_hostname=` (TLS only).
+    pub server_hostname: Option<String>,
+    /// `ssl_handshake_timeout=` (TLS only).
+    pub ssl_handshake_timeout: Option<f64>,
+    /// `ssl_shutdown_timeout=` (TLS only).
+    pub ssl_shutdown_timeout: Option<f64>,
+}
+
+/// The arguments of `create_unix_server`.
+#[derive(Debug)]
+pub struct UnixServerOptions {
+    /// `path`.
+    pub path: Option<PathBuf>,
+    /// `sock=`: an already bound Unix stream socket.
+    pub sock: Option<OwnedFd>,
+    /// `backlog=` (default 100).
+    pub backlog: i32,
+    /// `start_serving=` (default `true`).
+    pub start_serving: bool,
+    /// `cleanup_socket=` (default `true`): remove the socket file on close.
+    pub cleanup_socket: bool,
+    /// `ssl_handshake_timeout=` (TLS only).
+    pub ssl_handshake_timeout: Option<f64>,
+    /// `ssl_shutdown_timeout=` (TLS only).
+    pub ssl_shutdown_timeout: Option<f64>,
+}
+
+impl Default for UnixServerOptions {
+    fn default() -> Self {
+        UnixServerOptions {
+            path: None,
+            sock: None,
+            backlog: 100,
+            start_serving: true,
+            cleanup_socket: true,
+            ssl_handshake_timeout: None,
+            ssl_shutdown_timeout: None,
+        }
+    }
+}
+
+/// The networking a loop implementation provides (the socket methods of
+/// Python's `AbstractEventLoop`). `asyncio-tokio` implements it.
+pub trait AbstractNetwork {
+    /// `loop.getaddrinfo(...)`.
+    fn getaddrinfo(
+        &self,
+        loop_: &EventLoop,
+        query: AddrInfoQuery,
+    ) -> LocalBoxFuture<'static, Result<Vec<AddrInfo>>>;
+
+    /// `loop.getnameinfo(sockaddr, flags)`.
+    fn getnameinfo(
+        &self,
+        loop_: &EventLoop,
+        sockaddr: SocketAddr,
+        flags: i32,
+    ) -> LocalBoxFuture<'static, Result<(String, String)>>;
+
+    /// `loop.create_connection(...)`.
+    fn create_connection(
+        &self,
+        loop_: &EventLoop,
+        factory: ConnectionProtocolFactory,
+        options: ConnectionOptions,
+    ) -> LocalBoxFuture<'static, Result<Rc<dyn Transport>>>;
+
+    /// `loop.create_server(...)`.
+    fn create_server(
+        &self,
+        loop_: &EventLoop,
+        factory: ServerProtocolFactory,
+        options: ServerOptions,
+    ) -> LocalBoxFuture<'static, Result<Server>>;
+
+    /// `loop.create_unix_connection(...)`.
+    fn create_unix_connection(
+        &self,
+        loop_: &EventLoop,
+        factory: ConnectionProtocolFactory,
+        options: UnixConnectionOptions,
+    ) -> LocalBoxFuture<'static, Result<Rc<dyn Transport>>>;
+
+    /// `loop.create_unix_server(...)`.
+    fn create_unix_server(
+        &self,
+        loop_: &EventLoop,
+        factory: ServerProtocolFactory,
+        options: UnixServerOptions,
+    ) -> LocalBoxFuture<'static, Result<Server>>;
+
+    /// `loop.connect_accepted_socket(protocol_factory, sock)`.
+    fn connect_accepted_socket(
+        &self,
+        loop_: &EventLoop,
+        factory: ConnectionProtocolFactory,
+        sock: OwnedFd,
+    ) -> LocalBoxFuture<'static, Result<Rc<dyn Transport>>>;
+}
+
+impl EventLoop {
+    fn network(&self) -> Result<&dyn AbstractNetwork> {
+        self.check_closed()?;
+        self.inner.backend().network().ok_or_else(|| {
+            Error::runtime(format!(
+                "{} has no reactor for sockets; use asyncio::new_event_loop()",
+                self.inner.backend().name()
+            ))
+        })
+    }
+
+    /// `await loop.getaddrinfo(host, port, family=, type=, proto=, flags=)`:
+    /// name resolution in the default executor. Returns Python's 5-tuples;
+    /// failures are `socket.gaierror`s (`OSError` with an `EAI_*` errno).
+    pub fn getaddrinfo(&self, host: impl Into<HostArg>, port: impl Into<PortArg>) -> GetAddrInfo {
+        GetAddrInfo {
+            loop_: self.clone(),
+            query: AddrInfoQuery {
+                host: host.into().0,
+                port: port.into().0,
+                ..AddrInfoQuery::default()
+            },
+        }
+    }
+
+    /// `await loop.getnameinfo(sockaddr, flags)`: `(host, port)` as text.
+    pub fn getnameinfo(
+        &self,
+        sockaddr: SocketAddr,
+        flags: i32,
+    ) -> LocalBoxFuture<'static, Result<(String, String)>> {
+        match self.network() {
+            Ok(net) => net.getnameinfo(self, sockaddr, flags),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
+    }
+
+    /// `await loop.create_connection(protocol_factory, host, port, ...)`:
+    /// opens a TCP connection and returns `(transport, protocol)`.
+    ///
+    /// ```no_run
+    /// # async fn f(loop_: asyncio_core::EventLoop) -> asyncio_core::Result<()> {
+    /// # #[derive(Default)] struct Client;
+    /// # impl asyncio_core::protocols::BaseProtocol for Client {}
+    /// # impl asyncio_core::protocols::Protocol for Client {}
+    /// let (transport, protocol) = loop_
+    ///     .create_connection(Client::default)
+    ///     .host("127.0.0.1")
+    ///     .port(8888)
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn create_connection<F, P>(&self, protocol_factory: F) -> CreateConnection<F>
+    where
+        F: FnOnce() -> P + 'static,
+        P: IntoStreamProtocol,
+    {
+        CreateConnection {
+            loop_: self.clone(),
+            factory: protocol_factory,
+            options: ConnectionOptions::default(),
+        }
+    }
+
+    /// `await loop.create_server(protocol_factory, host, port, ...)`: a TCP
+    /// server making one protocol per connection.
+    pub fn create_server<F, P>(&self, protocol_factory: F) -> CreateServer<F>
+    where
+        F: Fn() -> P + 'static,
+        P: IntoStreamProtocol,
+    {
+        CreateServer {
+            loop_: self.clone(),
+            factory: protocol_factory,
+            options: ServerOptions::default(),
+        }
+    }
+
+    /// `await loop.create_unix_connection(protocol_factory, path, ...)`.
+    pub fn create_unix_connection<F, P>(&self, protocol_factory: F) -> CreateUnixConnection<F>
+    where
+        F: FnOnce() -> P + 'static,
+        P: IntoStreamProtocol,
+    {
+        CreateUnixConnection {
+            loop_: self.clone(),
+            factory: protocol_factory,
+            options: UnixConnectionOptions::default(),
+        }
+    }
+
+    /// `await loop.create_unix_server(protocol_factory, path, ...)`.
+    pub fn create_unix_server<F, P>(&self, protocol_factory: F) -> CreateUnixServer<F>
+    where
+        F: Fn() -> P + 'static,
+        P: IntoStreamProtocol,
+    {
+        CreateUnixServer {
+            loop_: self.clone(),
+            factory: protocol_factory,
+            options: UnixServerOptions::default(),
+        }
+    }
+
+    /// `await loop.connect_accepted_socket(protocol_factory, sock)`: wraps a
+    /// connection accepted elsewhere.
+    pub fn connect_accepted_socket<F, P>(
+        &self,
+        protocol_factory: F,
+        sock: impl Into<OwnedFd>,
+    ) -> LocalBoxFuture<'static, Result<(Rc<dyn Transport>, Rc<RefCell<P::Protocol>>)>>
+    where
+        F: FnOnce() -> P + 'static,
+        P: IntoStreamProtocol,
+    {
+        let loop_ = self.clone();
+        let sock = sock.into();
+        Box::pin(async move {
+            let (factory, slot) = connection_factory(protocol_factory);
+            let transport = loop_
+                .network()?
+                .connect_accepted_socket(&loop_, factory, sock)
+                .await?;
+            Ok((transport, take_protocol(&slot)?))
+        })
+    }
+}
+
+/// A `getaddrinfo` host: `&str`, `String`, or `None`.
+#[derive(Debug)]
+pub struct HostArg(Option<String>);
+
+impl From<&str> for HostArg {
+    fn from(s: &str) -> Self {
+        HostArg(Some(s.to_owned()))
+    }
+}
+impl From<String> for HostArg {
+    fn from(s: String) -> Self {
+        HostArg(Some(s))
+    }
+}
+impl From<Option<&str>> for HostArg {
+    fn from(s: Option<&str>) -> Self {
+        HostArg(s.map(str::to_owned))
+    }
+}
+
+/// A `getaddrinfo` port: a number, a service name, or `None`.
+#[derive(Debug)]
+pub struct PortArg(Option<String>);
+
+impl From<u16> for PortArg {
+    fn from(p: u16) -> Self {
+        PortArg(Some(p.to_string()))
+    }
+}
+impl From<&str> for PortArg {
+    fn from(s: &str) -> Self {
+        PortArg(Some(s.to_owned()))
+    }
+}
+impl From<Option<u16>> for PortArg {
+    fn from(p: Option<u16>) -> Self {
+        PortArg(p.map(|p| p.to_string()))
+    }
+}
+impl From<Option<&str>> for PortArg {
+    fn from(p: Option<&str>) -> Self {
+        PortArg(p.map(str::to_owned))
+    }
+}
+
+/// The builder of [`EventLoop::getaddrinfo`].
+#[derive(Debug)]
+pub struct GetAddrInfo {
+    loop_: EventLoop,
+    query: AddrInfoQuery,
+}
+
+impl GetAddrInfo {
+    /// `family=`.
+    pub fn family(mut self, family: i32) -> Self {
+        self.query.family = family;
+        self
+    }
+    /// `type=`.
+    pub fn type_(mut self, type_: i32) -> Self {
+        self.query.type_ = type_;
+        self
+    }
+    /// `proto=`.
+    pub fn proto(mut self, proto: i32) -> Self {
+        self.query.proto = proto;
+        self
+    }
+    /// `flags=`.
+    pub fn flags(mut self, flags: i32) -> Self {
+        self.query.flags = flags;
+        self
+    }
+}
+
+impl IntoFuture for GetAddrInfo {
+    type Output = Result<Vec<AddrInfo>>;
+    type IntoFuture = LocalBoxFuture<'static, Result<Vec<AddrInfo>>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        match self.loop_.network() {
+            Ok(net) => net.getaddrinfo(&self.loop_, self.query),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
+    }
+}
+
+type ProtocolSlot<P> = Rc<RefCell<Option<Rc<RefCell<P>>>>>;
+
+fn connection_factory<F, P>(f: F) -> (ConnectionProtocolFactory, ProtocolSlot<P::Protocol>)
+where
+    F: FnOnce() -> P + 'static,
+    P: IntoStreamProtocol,
+{
+    let slot: ProtocolSlot<P::Protocol> = Rc::new(RefCell::new(None));
+    let out = slot.clone();
+    let factory: ConnectionProtocolFactory = Box::new(move || {
+        let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+            .map_err(|p| Error::panic(&*p))?;
+        let (protocol, typed) = made.into_stream_protocol();
+        *out.borrow_mut() = Some(typed);
+        Ok(protocol)
+    });
+    (factory, slot)
+}
+
+fn take_protocol<P>(slot: &ProtocolSlot<P>) -> Result<Rc<RefCell<P>>> {
+    slot.borrow_mut()
+        .take()
+        .ok_or_else(|| Error::runtime("the protocol factory was not called"))
+}
+
+fn server_factory<F, P>(f: F) -> ServerProtocolFactory
+where
+    F: Fn() -> P + 'static,
+    P: IntoStreamProtocol,
+{
+    Rc::new(move || {
+        let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&f))
+            .map_err(|p| Error::panic(&*p))?;
+        Ok(made.into_stream_protocol().0)
+    })
+}
+
+/// The builder of [`EventLoop::create_connection`]; await it for
+/// `(transport, protocol)`.
+pub struct CreateConnection<F> {
+    loop_: EventLoop,
+    factory: F,
+    options: ConnectionOptions,
+}
+
+impl<F> fmt::Debug for CreateConnection<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreateConnection")
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl<F> CreateConnection<F> {
+    /// The host to connect to.
+    pub fn host(mut self, host: impl Into<String>) -> Self {
+        self.options.host = Some(host.into());
+        self
+    }
+    /// The port to connect to.
+    pub fn port(mut self, port: u16) -> Self {
+        self.options.port = Some(port);
+        self
+    }
+    /// `family=`.
+    pub fn family(mut self, family: i32) -> Self {
+        self.options.family = family;
+        self
+    }
+    /// `proto=`.
+    pub fn proto(mut self, proto: i32) -> Self {
+        self.options.proto = proto;
+        self
+    }
+    /// `flags=`.
+    pub fn flags(mut self, flags: i32) -> Self {
+        self.options.flags = flags;
+        self
+    }
+    /// `sock=`: use this connected stream socket (the transport owns it).
+    pub fn sock(mut self, sock: impl Into<OwnedFd>) -> Self {
+        self.options.sock = Some(sock.into());
+        self
+    }
+    /// `local_addr=(host, port)`: bind the socket locally first.
+    pub fn local_addr(mut self, host: impl Into<String>, port: u16) -> Self {
+        self.options.local_addr = Some((host.into(), port));
+        self
+    }
+    /// `server_hostname=` (needs TLS).
+    pub fn server_hostname(mut self, name: impl Into<String>) -> Self {
+        self.options.server_hostname = Some(name.into());
+        self
+    }
+    /// `happy_eyeballs_delay=`: start the next address after this delay.
+    pub fn happy_eyeballs_delay(mut self, delay: f64) -> Self {
+        self.options.happy_eyeballs_delay = Some(delay);
+        self
+    }
+    /// `interleave=`: reorder addresses by family.
+    pub fn interleave(mut self, interleave: usize) -> Self {
+        self.options.interleave = Some(interleave);
+        self
+    }
+    /// `all_errors=`: report every address's failure as an exception group.
+    pub fn all_errors(mut self, all: bool) -> Self {
+        self.options.all_errors = all;
+        self
+    }
+    /// `ssl_handshake_timeout=` (needs TLS).
+    pub fn ssl_handshake_timeout(mut self, t: f64) -> Self {
+        self.options.ssl_handshake_timeout = Some(t);
+        self
+    }
+    /// `ssl_shutdown_timeout=` (needs TLS).
+    pub fn ssl_shutdown_timeout(mut self, t: f64) -> Self {
+        self.options.ssl_shutdown_timeout = Some(t);
+        self
+    }
+}
+
+/// What awaiting a connection builder yields.
+pub type ConnectionPair<P> = (Rc<dyn Transport>, Rc<RefCell<P>>);
+
+impl<F, P> IntoFuture for CreateConnection<F>
+where
+    F: FnOnce() -> P + 'static,
+    P: IntoStreamProtocol,
+{
+    type Output = Result<ConnectionPair<P::Protocol>>;
+    type IntoFuture = LocalBoxFuture<'static, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let (factory, slot) = connection_factory(self.factory);
+            let transport = self
+                .loop_
+                .network()?
+                .create_connection(&self.loop_, factory, self.options)
+                .await?;
+            Ok((transport, take_protocol(&slot)?))
+        })
+    }
+}
+
+/// The builder of [`EventLoop::create_server`]; await it for the [`Server`].
+pub struct CreateServer<F> {
+    loop_: EventLoop,
+    factory: F,
+    options: ServerOptions,
+}
+
+impl<F> fmt::Debug for CreateServer<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreateServer")
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl<F> CreateServer<F> {
+    /// The host to bind (`""`: all interfaces, as `None`).
+    pub fn host(mut self, host: impl Into<String>) -> Self {
+        let host = host.into();
+        self.options.hosts = if host.is_empty() {
+            None
+        } else {
+            Some(vec![host])
+        };
+        self
+    }
+    /// Several hosts to bind.
+    pub fn hosts<I, S>(mut self, hosts: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.options.hosts = Some(hosts.into_iter().map(Into::into).collect());
+        self
+    }
+    /// The port (0: a free port).
+    pub fn port(mut self, port: u16) -> Self {
+        self.options.port = Some(port);
+        self
+    }
+    /// `family=`.
+    pub fn family(mut self, family: i32) -> Self {
+        self.options.family = family;
+        self
+    }
+    /// `flags=`.
+    pub fn flags(mut self, flags: i32) -> Self {
+        self.options.flags = flags;
+        self
+    }
+    /// `sock=`: listen on this bound stream socket.
+    pub fn sock(mut self, sock: impl Into<OwnedFd>) -> Self {
+        self.options.sock = Some(sock.into());
+        self
+    }
+    /// `backlog=` (default 100).
+    pub fn backlog(mut self, backlog: i32) -> Self {
+        self.options.backlog = backlog;
+        self
+    }
+    /// `reuse_address=`.
+    pub fn reuse_address(mut self, on: bool) -> Self {
+        self.options.reuse_address = Some(on);
+        self
+    }
+    /// `reuse_port=`.
+    pub fn reuse_port(mut self, on: bool) -> Self {
+        self.options.reuse_port = Some(on);
+        self
+    }
+    /// `keep_alive=`.
+    pub fn keep_alive(mut self, on: bool) -> Self {
+        self.options.keep_alive = Some(on);
+        self
+    }
+    /// `start_serving=` (default `true`).
+    pub fn start_serving(mut self, on: bool) -> Self {
+        self.options.start_serving = on;
+        self
+    }
+    /// `ssl_handshake_timeout=` (needs TLS).
+    pub fn ssl_handshake_timeout(mut self, t: f64) -> Self {
+        self.options.ssl_handshake_timeout = Some(t);
+        self
+    }
+    /// `ssl_shutdown_timeout=` (needs TLS).
+    pub fn ssl_shutdown_timeout(mut self, t: f64) -> Self {
+        self.options.ssl_shutdown_timeout = Some(t);
+        self
+    }
+}
+
+impl<F, P> IntoFuture for CreateServer<F>
+where
+    F: Fn() -> P + 'static,
+    P: IntoStreamProtocol,
+{
+    type Output = Result<Server>;
+    type IntoFuture = LocalBoxFuture<'static, Result<Server>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let factory = server_factory(self.factory);
+            self.loop_
+                .network()?
+                .create_server(&self.loop_, factory, self.options)
+                .await
+        })
+    }
+}
+
+/// The builder of [`EventLoop::create_unix_connection`].
+pub struct CreateUnixConnection<F> {
+    loop_: EventLoop,
+    factory: F,
+    options: UnixConnectionOptions,
+}
+
+impl<F> fmt::Debug for CreateUnixConnection<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreateUnixConnection")
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl<F> CreateUnixConnection<F> {
+    /// The socket path.
+    pub fn path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.options.path = Some(path.into());
+        self
+    }
+    /// `sock=`: a connected Unix stream socket.
+    pub fn sock(mut self, sock: impl Into<OwnedFd>) -> Self {
+        self.options.sock = Some(sock.into());
+        self
+    }
+    /// `server_hostname=` (needs TLS).
+    pub fn server_hostname(mut self, name: impl Into<String>) -> Self {
+        self.options.server_hostname = Some(name.into());
+        self
+    }
+    /// `ssl_handshake_timeout=` (needs TLS).
+    pub fn ssl_handshake_timeout(mut self, t: f64) -> Self {
+        self.options.ssl_handshake_timeout = Some(t);
+        self
+    }
+    /// `ssl_shutdown_timeout=` (needs TLS).
+    pub fn ssl_shutdown_timeout(mut self, t: f64) -> Self {
+        self.options.ssl_shutdown_timeout = Some(t);
+        self
+    }
+}
+
+impl<F, P> IntoFuture for CreateUnixConnection<F>
+where
+    F: FnOnce() -> P + 'static,
+    P: IntoStreamProtocol,
+{
+    type Output = Result<ConnectionPair<P::Protocol>>;
+    type IntoFuture = LocalBoxFuture<'static, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let (factory, slot) = connection_factory(self.factory);
+            let transport = self
+                .loop_
+                .network()?
+                .create_unix_connection(&self.loop_, factory, self.options)
+                .await?;
+            Ok((transport, take_protocol(&slot)?))
+        })
+    }
+}
+
+/// The builder of [`EventLoop::create_unix_server`].
+pub struct CreateUnixServer<F> {
+    loop_: EventLoop,
+    factory: F,
+    options: UnixServerOptions,
+}
+
+impl<F> fmt::Debug for CreateUnixServer<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreateUnixServer")
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl<F> CreateUnixServer<F> {
+    /// The socket path (a stale socket file there is replaced).
+    pub fn path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.options.path = Some(path.into());
+        self
+    }
+    /// `sock=`: listen on this bound Unix stream socket.
+    pub fn sock(mut self, sock: impl Into<OwnedFd>) -> Self {
+        self.options.sock = Some(sock.into());
+        self
+    }
+    /// `backlog=` (default 100).
+    pub fn backlog(mut self, backlog: i32) -> Self {
+        self.options.backlog = backlog;
+        self
+    }
+    /// `start_serving=` (default `true`).
+    pub fn start_serving(mut self, on: bool) -> Self {
+        self.options.start_serving = on;
+        self
+    }
+    /// `cleanup_socket=` (default `true`).
+    pub fn cleanup_socket(mut self, on: bool) -> Self {
+        self.options.cleanup_socket = on;
+        self
+    }
+    /// `ssl_handshake_timeout=` (needs TLS).
+    pub fn ssl_handshake_timeout(mut self, t: f64) -> Self {
+        self.options.ssl_handshake_timeout = Some(t);
+        self
+    }
+    /// `ssl_shutdown_timeout=` (needs TLS).
+    pub fn ssl_shutdown_timeout(mut self, t: f64) -> Self {
+        self.options.ssl_shutdown_timeout = Some(t);
+        self
+    }
+}
+
+impl<F, P> IntoFuture for CreateUnixServer<F>
+where
+    F: Fn() -> P + 'static,
+    P: IntoStreamProtocol,
+{
+    type Output = Result<Server>;
+    type IntoFuture = LocalBoxFuture<'static, Result<Server>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let factory = server_factory(self.factory);
+            self.loop_
+                .network()?
+                .create_unix_server(&self.loop_, factory, self.options)
+                .await
+        })
+    }
+}
