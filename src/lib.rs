@@ -29,6 +29,14 @@
 pub mod events;
 pub mod runners;
 
+pub use asyncio_core::protocols::{
+    BaseProtocol, Buffered, BufferedProtocol, DatagramProtocol, Protocol, StreamProtocolRef,
+    SubprocessProtocol,
+};
+pub use asyncio_core::transports::{
+    BaseTransport, DatagramTransport, ExtraInfo, ReadTransport, SubprocessTransport, Transport,
+    TransportSocket, WriteTransport,
+};
 pub use asyncio_core::{
     _get_running_loop, _set_running_loop, all_tasks, all_tasks_of, as_completed, asyncgen,
     create_task, create_task_named, current_task, current_task_of, default_max_workers,
@@ -42,6 +50,10 @@ pub use asyncio_core::{
     TaskGroup, TaskInit, ThreadPoolExecutor, ThreadsafeHandle, ThreadsafeLoop, Timeout,
     TimerHandle, Wait, Yielder,
 };
+pub use asyncio_core::{
+    base_events, cancellable, protocols, socket, transports, AbstractNetwork, AbstractServer,
+    AddrInfo, Address, Cancellable, Registration, Schedulable, Server,
+};
 pub use asyncio_macros::{main, test};
 pub use asyncio_tokio::TokioEventLoop;
 pub use events::{
@@ -53,8 +65,8 @@ pub use runners::{run, Runner};
 /// Names every asyncio program uses: `use asyncio::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        create_task, gather, get_running_loop, sleep, wait_for, Error, EventLoop, Future, Result,
-        Task,
+        create_task, gather, get_running_loop, sleep, wait_for, BaseProtocol, BaseTransport, Error,
+        EventLoop, Future, Protocol, ReadTransport, Result, Task, Transport, WriteTransport,
     };
 }
 

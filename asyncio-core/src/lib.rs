@@ -44,10 +44,10 @@ pub use futures::{ensure_future, Awaitable, CallbackId, Future, FutureAwait, Tak
 pub use slots::{Registration, Schedulable};
 pub use taskgroups::TaskGroup;
 pub use tasks::{
-    all_tasks, all_tasks_of, as_completed, create_task, create_task_named, current_task,
-    current_task_of, eager_task_factory, gather, run_coroutine_threadsafe, shield, sleep,
-    sleep_with, wait, AnyTask, AsCompleted, ConcurrentFuture, GatheringFuture, GatheringFutureAll,
-    ReturnWhen, Sleep, Task, TaskFactory, TaskInit, Wait,
+    all_tasks, all_tasks_of, as_completed, cancellable, create_task, create_task_named,
+    current_task, current_task_of, eager_task_factory, gather, run_coroutine_threadsafe, shield,
+    sleep, sleep_with, wait, AnyTask, AsCompleted, Cancellable, ConcurrentFuture, GatheringFuture,
+    GatheringFutureAll, ReturnWhen, Sleep, Task, TaskFactory, TaskInit, Wait,
 };
 pub use timeouts::{timeout, timeout_at, wait_for, Timeout};
 pub use transports::Address;

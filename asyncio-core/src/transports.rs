@@ -361,21 +361,10 @@ impl fmt::Debug for TransportSocket {
         if fd < 0 {
             return write!(f, "<asyncio.TransportSocket fd=-1>");
         }
-        let family = match self.family {
-            1 => "AddressFamily.AF_UNIX".to_owned(),
-            2 => "AddressFamily.AF_INET".to_owned(),
-            10 => "AddressFamily.AF_INET6".to_owned(),
-            n => n.to_string(),
-        };
-        let kind = match self.kind {
-            1 => "SocketKind.SOCK_STREAM".to_owned(),
-            2 => "SocketKind.SOCK_DGRAM".to_owned(),
-            n => n.to_string(),
-        };
         write!(
             f,
-            "<asyncio.TransportSocket fd={fd}, family={family}, type={kind}, proto={}",
-            self.proto
+            "<asyncio.TransportSocket fd={fd}, family={}, type={}, proto={}",
+            self.family, self.kind, self.proto
         )?;
         if let Some(l) = &self.sockname {
             write!(f, ", laddr={l:?}")?;

@@ -8,6 +8,9 @@
 
 #![warn(missing_docs, missing_debug_implementations)]
 
+mod base_events;
+mod dns;
+mod selector_events;
 mod unix_events;
 
 pub use unix_events::{new_event_loop, TokioEventLoop};

@@ -7,7 +7,19 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use asyncio_core::{AbstractEventLoop, Error, EventLoop, Result};
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+
+use asyncio_core::base_events::{
+    AbstractNetwork, AddrInfo, AddrInfoQuery, ConnectionOptions, ConnectionProtocolFactory,
+    LocalBoxFuture, ServerOptions, ServerProtocolFactory, UnixConnectionOptions, UnixServerOptions,
+};
+use asyncio_core::transports::Transport;
+use asyncio_core::{AbstractEventLoop, Error, EventLoop, Result, Server};
+
+use crate::selector_events::{new_read_buffer, ReadBuffer};
+use crate::{base_events, dns};
 use tokio::runtime::{Builder, LocalOptions, LocalRuntime};
 
 /// An event-loop implementation on a Tokio current-thread `LocalRuntime`
@@ -15,6 +27,7 @@ use tokio::runtime::{Builder, LocalOptions, LocalRuntime};
 pub struct TokioEventLoop {
     runtime: RefCell<Option<LocalRuntime>>,
     timer: RefCell<Option<Pin<Box<tokio::time::Sleep>>>>,
+    read_buffer: RefCell<Option<ReadBuffer>>,
 }
 
 impl fmt::Debug for TokioEventLoop {
@@ -35,7 +48,17 @@ impl TokioEventLoop {
         Ok(TokioEventLoop {
             runtime: RefCell::new(Some(runtime)),
             timer: RefCell::new(None),
+            read_buffer: RefCell::new(None),
         })
+    }
+
+    /// The loop's read buffer (256 KiB, made on first use), lent to every
+    /// transport's `data_received`.
+    pub(crate) fn read_buffer(&self) -> ReadBuffer {
+        self.read_buffer
+            .borrow_mut()
+            .get_or_insert_with(new_read_buffer)
+            .clone()
     }
 
     /// A handle to the loop's Tokio runtime, e.g. to spawn Tokio tasks from
@@ -85,6 +108,90 @@ impl AbstractEventLoop for TokioEventLoop {
 
     fn as_any(&self) -> &dyn std::any::Any {
         self
+    }
+
+    fn network(&self) -> Option<&dyn AbstractNetwork> {
+        Some(self)
+    }
+}
+
+impl AbstractNetwork for TokioEventLoop {
+    fn getaddrinfo(
+        &self,
+        loop_: &EventLoop,
+        query: AddrInfoQuery,
+    ) -> LocalBoxFuture<'static, Result<Vec<AddrInfo>>> {
+        dns::getaddrinfo(loop_, query)
+    }
+
+    fn getnameinfo(
+        &self,
+        loop_: &EventLoop,
+        sockaddr: SocketAddr,
+        flags: i32,
+    ) -> LocalBoxFuture<'static, Result<(String, String)>> {
+        dns::getnameinfo(loop_, sockaddr, flags)
+    }
+
+    fn create_connection(
+        &self,
+        loop_: &EventLoop,
+        factory: ConnectionProtocolFactory,
+        options: ConnectionOptions,
+    ) -> LocalBoxFuture<'static, Result<Rc<dyn Transport>>> {
+        Box::pin(base_events::create_connection(
+            loop_.clone(),
+            factory,
+            options,
+        ))
+    }
+
+    fn create_server(
+        &self,
+        loop_: &EventLoop,
+        factory: ServerProtocolFactory,
+        options: ServerOptions,
+    ) -> LocalBoxFuture<'static, Result<Server>> {
+        Box::pin(base_events::create_server(loop_.clone(), factory, options))
+    }
+
+    fn create_unix_connection(
+        &self,
+        loop_: &EventLoop,
+        factory: ConnectionProtocolFactory,
+        options: UnixConnectionOptions,
+    ) -> LocalBoxFuture<'static, Result<Rc<dyn Transport>>> {
+        Box::pin(base_events::create_unix_connection(
+            loop_.clone(),
+            factory,
+            options,
+        ))
+    }
+
+    fn create_unix_server(
+        &self,
+        loop_: &EventLoop,
+        factory: ServerProtocolFactory,
+        options: UnixServerOptions,
+    ) -> LocalBoxFuture<'static, Result<Server>> {
+        Box::pin(base_events::create_unix_server(
+            loop_.clone(),
+            factory,
+            options,
+        ))
+    }
+
+    fn connect_accepted_socket(
+        &self,
+        loop_: &EventLoop,
+        factory: ConnectionProtocolFactory,
+        sock: OwnedFd,
+    ) -> LocalBoxFuture<'static, Result<Rc<dyn Transport>>> {
+        Box::pin(base_events::connect_accepted_socket(
+            loop_.clone(),
+            factory,
+            sock,
+        ))
     }
 }
 

@@ -376,7 +376,7 @@ impl EventLoop {
         &self,
         protocol_factory: F,
         sock: impl Into<OwnedFd>,
-    ) -> LocalBoxFuture<'static, Result<(Rc<dyn Transport>, Rc<RefCell<P::Protocol>>)>>
+    ) -> LocalBoxFuture<'static, Result<ConnectionPair<P::Protocol>>>
     where
         F: FnOnce() -> P + 'static,
         P: IntoStreamProtocol,

@@ -813,3 +813,54 @@ impl IntoFuture for &AnyTask {
         }
     }
 }
+
+pin_project_lite::pin_project! {
+    /// The future of [`cancellable`].
+    #[derive(Debug)]
+    pub struct Cancellable<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+/// Makes any future an asyncio await point: inside a task, a cancellation
+/// requested while the task waits in `fut` (a Tokio socket, a channel …)
+/// ends the wait with `Err(CancelledError)`, as awaiting an asyncio future
+/// would. Outside a task it only wraps the output in `Ok`.
+///
+/// ```
+/// let loop_ = asyncio_core::testing::new_test_loop();
+/// loop_.run_until_complete(async {
+///     let never = asyncio_core::create_task(async {
+///         asyncio_core::cancellable(std::future::pending::<()>()).await
+///     })?;
+///     asyncio_core::sleep(0).await?;
+///     never.cancel();
+///     assert!(never.take().await.unwrap_err().is_cancelled());
+///     Ok(())
+/// })?;
+/// # Ok::<(), asyncio_core::Error>(())
+/// ```
+pub fn cancellable<F: std::future::Future>(fut: F) -> Cancellable<F> {
+    Cancellable { inner: fut }
+}
+
+impl<F: std::future::Future> std::future::Future for Cancellable<F> {
+    type Output = Result<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let cancelled = with_current_task(|task_obj| {
+            let task_obj = task_obj?;
+            let task = task_obj.task()?;
+            if task.must_cancel.get() {
+                task.must_cancel.set(false);
+                return Some(Error::cancelled(task_obj.cancel_message().as_deref()));
+            }
+            None
+        });
+        if let Some(e) = cancelled {
+            return Poll::Ready(Err(e));
+        }
+        self.project().inner.poll(cx).map(Ok)
+    }
+}

@@ -1,0 +1,1025 @@
+//! The socket transport and the accept loop (CPython's `selector_events.py`).
+//!
+//! A transport is driven by readiness: its loop registration's waker is
+//! handed to Tokio's reactor (`poll_read`, `poll_write`), and a wake puts the
+//! transport on the loop's ready queue, where `run` reads (one chunk per
+//! iteration, as CPython does) and flushes the write buffer. No Tokio task
+//! and no channel per connection. Reads go into one buffer per loop, lent to
+//! `data_received`; writes try the socket at once and buffer only the rest.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::fmt;
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::task::{Context, Poll};
+
+use asyncio_core::exception_context::{ContextValue, ExceptionContext};
+use asyncio_core::protocols::{ProtocolMut, StreamProtocolRef};
+use asyncio_core::transports::{
+    check_write_buffer_limits, Address, BaseTransport, ExtraInfo, ReadTransport, Transport,
+    TransportSocket, WriteTransport, DEFAULT_HIGH_WATER,
+};
+use asyncio_core::{
+    Error, ErrorKind, EventLoop, Future, Registration, Result, Schedulable, Server,
+};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+
+/// CPython's `max_size`: the most read in one `recv`.
+pub(crate) const MAX_READ: usize = 256 * 1024;
+/// Writes dropped after the connection is lost start warning at this count.
+const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
+/// Buffers handed to one vectored write.
+const MAX_IOVECS: usize = 64;
+
+/// The loop-wide read buffer lent to `data_received`.
+pub(crate) type ReadBuffer = Rc<RefCell<Box<[u8]>>>;
+
+pub(crate) fn new_read_buffer() -> ReadBuffer {
+    Rc::new(RefCell::new(vec![0u8; MAX_READ].into_boxed_slice()))
+}
+
+/// A connected stream socket.
+#[derive(Debug)]
+pub(crate) enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Stream::Tcp(s) => s.poll_read_ready(cx),
+            Stream::Unix(s) => s.poll_read_ready(cx),
+        }
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self {
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self {
+            Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Stream::Tcp(s) => s.poll_write_ready(cx),
+            Stream::Unix(s) => s.poll_write_ready(cx),
+        }
+    }
+
+    fn shutdown_write(&self) -> io::Result<()> {
+        let sock = match self {
+            Stream::Tcp(s) => socket2::SockRef::from(s),
+            Stream::Unix(s) => socket2::SockRef::from(s),
+        };
+        sock.shutdown(std::net::Shutdown::Write)
+    }
+
+    fn fd(&self) -> RawFd {
+        match self {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
+        }
+    }
+}
+
+/// What the `socket`, `sockname` and `peername` extra info report.
+#[derive(Clone, Debug)]
+pub(crate) struct SocketInfo {
+    pub(crate) fd: RawFd,
+    pub(crate) family: i32,
+    pub(crate) kind: i32,
+    pub(crate) proto: i32,
+    pub(crate) sockname: Option<Address>,
+    pub(crate) peername: Option<Address>,
+}
+
+pub(crate) fn sock_address(addr: &socket2::SockAddr) -> Option<Address> {
+    if let Some(inet) = addr.as_socket() {
+        return Some(Address::Inet(inet));
+    }
+    if addr.is_unix() {
+        if let Some(path) = addr.as_pathname() {
+            return Some(Address::Unix(path.to_path_buf()));
+        }
+        if let Some(name) = addr.as_abstract_namespace() {
+            return Some(Address::UnixAbstract(name.to_vec()));
+        }
+        return Some(Address::Unix(Default::default()));
+    }
+    None
+}
+
+impl SocketInfo {
+    pub(crate) fn of(fd: impl AsFd) -> SocketInfo {
+        let sock = socket2::SockRef::from(&fd);
+        let raw = fd.as_fd().as_raw_fd();
+        let family = sock.domain().map(i32::from).unwrap_or(0);
+        let kind = sock.r#type().map(i32::from).unwrap_or(0);
+        let proto = sock.protocol().ok().flatten().map(i32::from).unwrap_or(0);
+        let sockname = sock.local_addr().ok().and_then(|a| sock_address(&a));
+        let peername = sock.peer_addr().ok().and_then(|a| sock_address(&a));
+        SocketInfo {
+            fd: raw,
+            family,
+            kind,
+            proto,
+            sockname,
+            peername,
+        }
+    }
+
+    pub(crate) fn transport_socket(&self, alive: &Rc<()>) -> TransportSocket {
+        TransportSocket::new(
+            self.fd,
+            (self.family, self.kind, self.proto),
+            self.sockname.clone(),
+            self.peername.clone(),
+            Rc::downgrade(alive),
+        )
+    }
+}
+
+enum Flow {
+    Pause,
+    Resume,
+}
+
+struct State {
+    stream: Option<Stream>,
+    /// The socket's liveness token for `TransportSocket`s handed out.
+    alive: Option<Rc<()>>,
+    buffer: VecDeque<Vec<u8>>,
+    /// Bytes of `buffer[0]` already sent.
+    sent_front: usize,
+    buffer_size: usize,
+    closing: bool,
+    /// `write_eof()` was called.
+    eof: bool,
+    conn_lost: u32,
+    /// `pause_reading()` is in effect.
+    paused: bool,
+    /// The reader was added (after `connection_made`), and not removed by
+    /// an EOF the protocol kept the transport open for.
+    reader_added: bool,
+    protocol_paused: bool,
+    protocol_connected: bool,
+    high_water: usize,
+    low_water: usize,
+    server: Option<asyncio_core::base_events::ServerClient>,
+}
+
+impl State {
+    fn is_reading(&self) -> bool {
+        !self.closing && !self.paused
+    }
+
+    fn reader_active(&self) -> bool {
+        self.reader_added && self.is_reading() && self.conn_lost == 0 && self.stream.is_some()
+    }
+}
+
+/// The transport of a connected TCP or Unix stream socket (CPython's
+/// `_SelectorSocketTransport`).
+pub(crate) struct SocketTransport {
+    this: Weak<SocketTransport>,
+    loop_: EventLoop,
+    registration: Registration,
+    read_buffer: ReadBuffer,
+    state: RefCell<State>,
+    protocol: RefCell<Option<StreamProtocolRef>>,
+    /// Flow-control calls that found the protocol busy (inside one of its own
+    /// callbacks): delivered right after that callback returns.
+    deferred: RefCell<VecDeque<Flow>>,
+    info: SocketInfo,
+    is_buffered: Cell<bool>,
+}
+
+impl SocketTransport {
+    /// Wraps `stream`; `connection_made` is scheduled, reading starts after
+    /// it, then `waiter` (if any) gets its result.
+    pub(crate) fn start(
+        loop_: &EventLoop,
+        stream: Stream,
+        protocol: StreamProtocolRef,
+        read_buffer: ReadBuffer,
+        waiter: Option<Future<()>>,
+        server: Option<&Server>,
+    ) -> Result<Rc<SocketTransport>> {
+        let info = match &stream {
+            Stream::Tcp(s) => {
+                // CPython's `_set_nodelay`: small writes go out at once.
+                let _ = s.set_nodelay(true);
+                SocketInfo::of(s)
+            }
+            Stream::Unix(s) => SocketInfo::of(s),
+        };
+        let registration = loop_.new_registration()?;
+        let is_buffered = protocol.is_buffered();
+        let transport = Rc::new_cyclic(|this| SocketTransport {
+            this: this.clone(),
+            loop_: loop_.clone(),
+            registration,
+            read_buffer,
+            state: RefCell::new(State {
+                stream: Some(stream),
+                alive: Some(Rc::new(())),
+                buffer: VecDeque::new(),
+                sent_front: 0,
+                buffer_size: 0,
+                closing: false,
+                eof: false,
+                conn_lost: 0,
+                paused: false,
+                reader_added: false,
+                protocol_paused: false,
+                protocol_connected: true,
+                high_water: DEFAULT_HIGH_WATER,
+                low_water: DEFAULT_HIGH_WATER / 4,
+                server: None,
+            }),
+            protocol: RefCell::new(Some(protocol)),
+            deferred: RefCell::new(VecDeque::new()),
+            info,
+            is_buffered: Cell::new(is_buffered),
+        });
+        transport
+            .registration
+            .activate(transport.clone() as Rc<dyn Schedulable>);
+        if let Some(server) = server {
+            let weak: Weak<dyn Transport> = transport.this.clone();
+            transport.state.borrow_mut().server = Some(server.attach(weak));
+        }
+        let t = transport.clone();
+        loop_.call_soon(move || t.connection_made())?;
+        let t = transport.clone();
+        loop_.call_soon(move || t.add_reader())?;
+        if let Some(waiter) = waiter {
+            loop_.call_soon(move || {
+                if !waiter.done() {
+                    let _ = waiter.set_result(());
+                }
+            })?;
+        }
+        Ok(transport)
+    }
+
+    fn me(&self) -> Option<Rc<SocketTransport>> {
+        self.this.upgrade()
+    }
+
+    fn cx_waker(&self) -> &std::task::Waker {
+        self.registration.waker()
+    }
+
+    fn current_protocol(&self) -> Option<StreamProtocolRef> {
+        self.protocol.borrow().clone()
+    }
+
+    fn connection_made(&self) -> Result<()> {
+        let (Some(protocol), Some(me)) = (self.current_protocol(), self.me()) else {
+            return Ok(());
+        };
+        let me: Rc<dyn Transport> = me;
+        protocol.with(|mut p| p.connection_made(me))?
+    }
+
+    /// CPython's `_add_reader` after `connection_made`: only if reading.
+    fn add_reader(&self) {
+        {
+            let mut st = self.state.borrow_mut();
+            if !st.is_reading() {
+                return;
+            }
+            st.reader_added = true;
+        }
+        self.registration.schedule();
+    }
+
+    // ----- errors and closing -----
+
+    fn report(&self, message: &str, exc: Error) {
+        let mut ctx = ExceptionContext::new(message);
+        ctx.exception = Some(exc);
+        ctx.set("transport", ContextValue::Text(format!("{self:?}")));
+        if let Some(p) = self.current_protocol() {
+            ctx.set("protocol", ContextValue::Text(format!("{p:?}")));
+        }
+        self.loop_.call_exception_handler(ctx);
+    }
+
+    /// CPython's `_fatal_error`: report (unless an `OSError`), then force-close.
+    fn fatal_error(&self, exc: Error, message: &str) {
+        if exc.kind() == ErrorKind::OSError {
+            if self.loop_.get_debug() {
+                tracing::debug!(target: "asyncio", "{:?}: {}", self, message);
+            }
+        } else {
+            self.report(message, exc.clone());
+        }
+        self.force_close(Some(exc));
+    }
+
+    fn force_close(&self, exc: Option<Error>) {
+        {
+            let mut st = self.state.borrow_mut();
+            if st.conn_lost > 0 {
+                return;
+            }
+            if !st.buffer.is_empty() {
+                st.buffer.clear();
+                st.buffer_size = 0;
+                st.sent_front = 0;
+            }
+            if !st.closing {
+                st.closing = true;
+            }
+            st.conn_lost += 1;
+        }
+        self.schedule_connection_lost(exc);
+    }
+
+    fn schedule_connection_lost(&self, exc: Option<Error>) {
+        if let Some(me) = self.me() {
+            if self
+                .loop_
+                .call_soon(move || me.call_connection_lost(exc))
+                .is_err()
+            {
+                // The loop is closed: release the socket now.
+                self.release();
+            }
+        }
+    }
+
+    fn call_connection_lost(&self, exc: Option<Error>) -> Result<()> {
+        let connected = self.state.borrow().protocol_connected;
+        let outcome = match (connected, self.current_protocol()) {
+            (true, Some(p)) => p
+                .with(|mut p| p.base().connection_lost(exc))
+                .and_then(|r| r),
+            _ => Ok(()),
+        };
+        self.release();
+        outcome
+    }
+
+    /// Closes the socket and forgets the protocol and server.
+    fn release(&self) {
+        let (stream, server, alive) = {
+            let mut st = self.state.borrow_mut();
+            st.protocol_connected = false;
+            (st.stream.take(), st.server.take(), st.alive.take())
+        };
+        drop(stream);
+        drop(alive);
+        let protocol = self.protocol.borrow_mut().take();
+        drop(protocol);
+        self.deferred.borrow_mut().clear();
+        if let Some(server) = server {
+            server.detach();
+        }
+        self.registration.unregister();
+    }
+
+    // ----- reading -----
+
+    fn read_ready(&self) {
+        if !self.state.borrow().reader_active() {
+            return;
+        }
+        if self.is_buffered.get() {
+            self.read_into_protocol_buffer();
+        } else {
+            self.read_data();
+        }
+    }
+
+    /// Re-arms read interest: a wake comes when more data arrives; if the
+    /// socket is still readable (a full read), read again next iteration.
+    fn rearm_reader(&self) {
+        let st = self.state.borrow();
+        if !st.reader_active() {
+            return;
+        }
+        let Some(stream) = st.stream.as_ref() else {
+            return;
+        };
+        let mut cx = Context::from_waker(self.cx_waker());
+        if stream.poll_read_ready(&mut cx).is_ready() {
+            drop(st);
+            self.registration.schedule();
+        }
+    }
+
+    fn read_data(&self) {
+        let mut shared = self.read_buffer.try_borrow_mut().ok();
+        let mut fallback = Vec::new();
+        let buf: &mut [u8] = match shared.as_mut() {
+            Some(b) => &mut b[..],
+            None => {
+                fallback.resize(MAX_READ, 0);
+                &mut fallback[..]
+            }
+        };
+        let n = {
+            let mut st = self.state.borrow_mut();
+            let Some(stream) = st.stream.as_mut() else {
+                return;
+            };
+            let mut cx = Context::from_waker(self.registration.waker());
+            let mut rb = ReadBuf::new(buf);
+            match stream.poll_read(&mut cx, &mut rb) {
+                Poll::Pending => return,
+                Poll::Ready(Ok(())) => rb.filled().len(),
+                Poll::Ready(Err(e))
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    return
+                }
+                Poll::Ready(Err(e)) => {
+                    drop(st);
+                    self.fatal_error(Error::from(e), "Fatal read error on socket transport");
+                    return;
+                }
+            }
+        };
+        if n == 0 {
+            drop(shared);
+            self.on_eof();
+            return;
+        }
+        let delivered = match self.current_protocol() {
+            Some(p) => p
+                .with(|p| match p {
+                    ProtocolMut::Streaming(p) => p.data_received(&buf[..n]),
+                    ProtocolMut::Buffered(p) => {
+                        // Switched to a buffered protocol mid-read.
+                        deliver_into_buffer(p, &buf[..n])
+                    }
+                })
+                .and_then(|r| r),
+            None => Ok(()),
+        };
+        drop(shared);
+        self.flush_deferred();
+        if let Err(e) = delivered {
+            self.fatal_error(e, "Fatal error: protocol.data_received() call failed.");
+            return;
+        }
+        self.rearm_reader();
+    }
+
+    fn read_into_protocol_buffer(&self) {
+        let Some(protocol) = self.current_protocol() else {
+            return;
+        };
+        enum Outcome {
+            Pending,
+            Read(usize),
+            ReadError(io::Error),
+            ProtocolError(Error),
+        }
+        let outcome = protocol.with(|p| {
+            let ProtocolMut::Buffered(p) = p else {
+                return Outcome::Pending;
+            };
+            let buf = match p.get_buffer(None) {
+                Ok([]) => {
+                    return Outcome::ProtocolError(Error::runtime(
+                        "get_buffer() returned an empty buffer",
+                    ))
+                }
+                Ok(b) => b,
+                Err(e) => return Outcome::ProtocolError(e),
+            };
+            let mut st = self.state.borrow_mut();
+            let Some(stream) = st.stream.as_mut() else {
+                return Outcome::Pending;
+            };
+            let mut cx = Context::from_waker(self.registration.waker());
+            let mut rb = ReadBuf::new(buf);
+            match stream.poll_read(&mut cx, &mut rb) {
+                Poll::Pending => Outcome::Pending,
+                Poll::Ready(Ok(())) => Outcome::Read(rb.filled().len()),
+                Poll::Ready(Err(e))
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    Outcome::Pending
+                }
+                Poll::Ready(Err(e)) => Outcome::ReadError(e),
+            }
+        });
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(busy) => Outcome::ProtocolError(busy),
+        };
+        match outcome {
+            Outcome::Pending => {}
+            Outcome::ProtocolError(e) => {
+                self.fatal_error(e, "Fatal error: protocol.get_buffer() call failed.")
+            }
+            Outcome::ReadError(e) => {
+                self.fatal_error(Error::from(e), "Fatal read error on socket transport")
+            }
+            Outcome::Read(0) => self.on_eof(),
+            Outcome::Read(n) => {
+                let updated = protocol
+                    .with(|p| match p {
+                        ProtocolMut::Buffered(p) => p.buffer_updated(n),
+                        ProtocolMut::Streaming(_) => Ok(()),
+                    })
+                    .and_then(|r| r);
+                self.flush_deferred();
+                if let Err(e) = updated {
+                    self.fatal_error(e, "Fatal error: protocol.buffer_updated() call failed.");
+                    return;
+                }
+                self.rearm_reader();
+            }
+        }
+    }
+
+    fn on_eof(&self) {
+        if self.loop_.get_debug() {
+            tracing::debug!(target: "asyncio", "{:?} received EOF", self);
+        }
+        let keep_open = match self.current_protocol() {
+            Some(p) => p.with(|mut p| p.eof_received()).and_then(|r| r),
+            None => Ok(false),
+        };
+        self.flush_deferred();
+        match keep_open {
+            Err(e) => self.fatal_error(e, "Fatal error: protocol.eof_received() call failed."),
+            Ok(true) => {
+                // Keep the connection for writing; stop reading.
+                self.state.borrow_mut().reader_added = false;
+            }
+            Ok(false) => self.close(),
+        }
+    }
+
+    // ----- writing -----
+
+    /// Registers write interest; `true` if writable already.
+    fn arm_writer(&self, st: &State) -> bool {
+        match st.stream.as_ref() {
+            Some(stream) => {
+                let mut cx = Context::from_waker(self.registration.waker());
+                stream.poll_write_ready(&mut cx).is_ready()
+            }
+            None => false,
+        }
+    }
+
+    fn write_ready(&self) {
+        let result = {
+            let mut st = self.state.borrow_mut();
+            if st.buffer.is_empty() || st.conn_lost > 0 {
+                return;
+            }
+            let State {
+                stream,
+                buffer,
+                sent_front,
+                ..
+            } = &mut *st;
+            let Some(stream) = stream.as_mut() else {
+                return;
+            };
+            let mut slices = Vec::with_capacity(buffer.len().min(MAX_IOVECS));
+            for (i, chunk) in buffer.iter().take(MAX_IOVECS).enumerate() {
+                let start = if i == 0 { *sent_front } else { 0 };
+                slices.push(IoSlice::new(&chunk[start..]));
+            }
+            let mut cx = Context::from_waker(self.registration.waker());
+            stream.poll_write_vectored(&mut cx, &slices)
+        };
+        let n = match result {
+            Poll::Pending => return,
+            Poll::Ready(Err(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                return
+            }
+            Poll::Ready(Err(e)) => {
+                {
+                    let mut st = self.state.borrow_mut();
+                    st.buffer.clear();
+                    st.buffer_size = 0;
+                    st.sent_front = 0;
+                }
+                self.fatal_error(Error::from(e), "Fatal write error on socket transport");
+                return;
+            }
+            Poll::Ready(Ok(n)) => n,
+        };
+        self.advance(n);
+        self.maybe_resume_protocol();
+        let (empty, closing, eof) = {
+            let st = self.state.borrow();
+            (st.buffer.is_empty(), st.closing, st.eof)
+        };
+        if empty {
+            if closing {
+                let _ = self.call_connection_lost(None);
+            } else if eof {
+                if let Some(stream) = self.state.borrow().stream.as_ref() {
+                    let _ = stream.shutdown_write();
+                }
+            }
+        } else {
+            let st = self.state.borrow();
+            if self.arm_writer(&st) {
+                drop(st);
+                self.registration.schedule();
+            }
+        }
+    }
+
+    /// Drops `n` sent bytes from the front of the buffer.
+    fn advance(&self, mut n: usize) {
+        let mut st = self.state.borrow_mut();
+        st.buffer_size -= n.min(st.buffer_size);
+        while n > 0 {
+            let Some(front) = st.buffer.front() else {
+                break;
+            };
+            let left = front.len() - st.sent_front;
+            if n >= left {
+                n -= left;
+                st.buffer.pop_front();
+                st.sent_front = 0;
+            } else {
+                st.sent_front += n;
+                n = 0;
+            }
+        }
+    }
+
+    fn maybe_pause_protocol(&self) {
+        {
+            let mut st = self.state.borrow_mut();
+            if st.buffer_size <= st.high_water || st.protocol_paused {
+                return;
+            }
+            st.protocol_paused = true;
+        }
+        self.deliver_flow(Flow::Pause);
+    }
+
+    fn maybe_resume_protocol(&self) {
+        {
+            let mut st = self.state.borrow_mut();
+            if !(st.protocol_paused && st.buffer_size <= st.low_water) {
+                return;
+            }
+            st.protocol_paused = false;
+        }
+        self.deliver_flow(Flow::Resume);
+    }
+
+    /// Calls `pause_writing`/`resume_writing` now, or — if the protocol is
+    /// inside one of its own callbacks — right after that callback returns.
+    fn deliver_flow(&self, flow: Flow) {
+        if !self.deferred.borrow().is_empty() {
+            self.deferred.borrow_mut().push_back(flow);
+            return;
+        }
+        let Some(protocol) = self.current_protocol() else {
+            return;
+        };
+        let called = protocol.with(|mut p| match flow {
+            Flow::Pause => p.base().pause_writing(),
+            Flow::Resume => p.base().resume_writing(),
+        });
+        match called {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => self.flow_failed(&flow, e),
+            Err(_busy) => {
+                self.deferred.borrow_mut().push_back(flow);
+                self.registration.schedule();
+            }
+        }
+    }
+
+    fn flow_failed(&self, flow: &Flow, e: Error) {
+        let message = match flow {
+            Flow::Pause => "protocol.pause_writing() failed",
+            Flow::Resume => "protocol.resume_writing() failed",
+        };
+        self.report(message, e);
+    }
+
+    fn flush_deferred(&self) {
+        loop {
+            let Some(flow) = self.deferred.borrow_mut().pop_front() else {
+                return;
+            };
+            let Some(protocol) = self.current_protocol() else {
+                self.deferred.borrow_mut().clear();
+                return;
+            };
+            let called = protocol.with(|mut p| match flow {
+                Flow::Pause => p.base().pause_writing(),
+                Flow::Resume => p.base().resume_writing(),
+            });
+            match called {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => self.flow_failed(&flow, e),
+                Err(_busy) => {
+                    self.deferred.borrow_mut().push_front(flow);
+                    self.registration.schedule();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Copies `data` into a buffered protocol's buffers (for data read just
+/// before `set_protocol` switched to one).
+fn deliver_into_buffer(
+    p: &mut dyn asyncio_core::protocols::BufferedProtocol,
+    mut data: &[u8],
+) -> Result<()> {
+    while !data.is_empty() {
+        let buf = p.get_buffer(Some(data.len()))?;
+        if buf.is_empty() {
+            return Err(Error::runtime("get_buffer() returned an empty buffer"));
+        }
+        let n = buf.len().min(data.len());
+        buf[..n].copy_from_slice(&data[..n]);
+        p.buffer_updated(n)?;
+        data = &data[n..];
+    }
+    Ok(())
+}
+
+impl Schedulable for SocketTransport {
+    fn run(self: Rc<Self>) {
+        self.flush_deferred();
+        self.read_ready();
+        self.write_ready();
+    }
+
+    fn abandon(self: Rc<Self>) {
+        self.release();
+    }
+}
+
+impl BaseTransport for SocketTransport {
+    fn get_extra_info(&self, name: &str) -> Option<ExtraInfo> {
+        match name {
+            "peername" => self.info.peername.clone().map(ExtraInfo::Address),
+            "sockname" => self.info.sockname.clone().map(ExtraInfo::Address),
+            "socket" => {
+                let st = self.state.borrow();
+                let alive = st.alive.as_ref()?;
+                Some(ExtraInfo::Socket(self.info.transport_socket(alive)))
+            }
+            _ => None,
+        }
+    }
+
+    fn is_closing(&self) -> bool {
+        self.state.borrow().closing
+    }
+
+    fn close(&self) {
+        let lost = {
+            let mut st = self.state.borrow_mut();
+            if st.closing {
+                return;
+            }
+            st.closing = true;
+            if st.buffer.is_empty() {
+                st.conn_lost += 1;
+                true
+            } else {
+                false
+            }
+        };
+        if lost {
+            self.schedule_connection_lost(None);
+        }
+    }
+}
+
+impl ReadTransport for SocketTransport {
+    fn is_reading(&self) -> bool {
+        self.state.borrow().is_reading()
+    }
+
+    fn pause_reading(&self) {
+        let mut st = self.state.borrow_mut();
+        if !st.is_reading() {
+            return;
+        }
+        st.paused = true;
+        if self.loop_.get_debug() {
+            tracing::debug!(target: "asyncio", "{:?} pauses reading", self);
+        }
+    }
+
+    fn resume_reading(&self) {
+        {
+            let mut st = self.state.borrow_mut();
+            if st.closing || !st.paused {
+                return;
+            }
+            st.paused = false;
+        }
+        if self.loop_.get_debug() {
+            tracing::debug!(target: "asyncio", "{:?} resumes reading", self);
+        }
+        self.registration.schedule();
+    }
+}
+
+impl WriteTransport for SocketTransport {
+    fn set_write_buffer_limits(&self, high: Option<usize>, low: Option<usize>) -> Result<()> {
+        let (high, low) = check_write_buffer_limits(high, low)?;
+        {
+            let mut st = self.state.borrow_mut();
+            st.high_water = high;
+            st.low_water = low;
+        }
+        self.maybe_pause_protocol();
+        Ok(())
+    }
+
+    fn get_write_buffer_size(&self) -> usize {
+        self.state.borrow().buffer_size
+    }
+
+    fn get_write_buffer_limits(&self) -> (usize, usize) {
+        let st = self.state.borrow();
+        (st.low_water, st.high_water)
+    }
+
+    fn write(&self, data: &[u8]) -> Result<()> {
+        let mut st = self.state.borrow_mut();
+        if st.eof {
+            return Err(Error::runtime("Cannot call write() after write_eof()"));
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        if st.conn_lost > 0 {
+            if st.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES {
+                tracing::warn!(target: "asyncio", "socket.send() raised exception.");
+            }
+            st.conn_lost += 1;
+            return Ok(());
+        }
+        let mut rest = data;
+        if st.buffer.is_empty() {
+            let Some(stream) = st.stream.as_mut() else {
+                return Ok(());
+            };
+            let mut cx = Context::from_waker(self.registration.waker());
+            match stream.poll_write(&mut cx, data) {
+                Poll::Ready(Ok(n)) => {
+                    rest = &data[n..];
+                    if rest.is_empty() {
+                        return Ok(());
+                    }
+                    // A partial write: the socket is full; wait for room.
+                    if self.arm_writer(&st) {
+                        self.registration.schedule();
+                    }
+                }
+                Poll::Pending => {}
+                Poll::Ready(Err(e))
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    if self.arm_writer(&st) {
+                        self.registration.schedule();
+                    }
+                }
+                Poll::Ready(Err(e)) => {
+                    drop(st);
+                    self.fatal_error(Error::from(e), "Fatal write error on socket transport");
+                    return Ok(());
+                }
+            }
+        }
+        st.buffer.push_back(rest.to_vec());
+        st.buffer_size += rest.len();
+        drop(st);
+        self.maybe_pause_protocol();
+        Ok(())
+    }
+
+    fn writelines(&self, chunks: &[&[u8]]) -> Result<()> {
+        // One write of the joined data, as CPython's default writelines.
+        let total: usize = chunks.iter().map(|c| c.len()).sum();
+        let mut joined = Vec::with_capacity(total);
+        for c in chunks {
+            joined.extend_from_slice(c);
+        }
+        self.write(&joined)
+    }
+
+    fn write_eof(&self) -> Result<()> {
+        let mut st = self.state.borrow_mut();
+        if st.closing || st.eof {
+            return Ok(());
+        }
+        st.eof = true;
+        if st.buffer.is_empty() {
+            if let Some(stream) = st.stream.as_ref() {
+                stream.shutdown_write().map_err(Error::from)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn can_write_eof(&self) -> bool {
+        true
+    }
+
+    fn abort(&self) {
+        self.force_close(None);
+    }
+}
+
+impl Transport for SocketTransport {
+    fn set_protocol(&self, protocol: StreamProtocolRef) {
+        self.is_buffered.set(protocol.is_buffered());
+        *self.protocol.borrow_mut() = Some(protocol);
+        self.state.borrow_mut().protocol_connected = true;
+    }
+
+    fn get_protocol(&self) -> Option<StreamProtocolRef> {
+        self.current_protocol()
+    }
+}
+
+impl fmt::Debug for SocketTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Ok(st) = self.state.try_borrow() else {
+            return f.write_str("<_SelectorSocketTransport>");
+        };
+        let mut info = vec!["_SelectorSocketTransport".to_owned()];
+        match st.stream.as_ref() {
+            None => info.push("closed".to_owned()),
+            Some(stream) => {
+                if st.closing {
+                    info.push("closing".to_owned());
+                }
+                info.push(format!("fd={}", stream.fd()));
+                info.push(format!(
+                    "read={}",
+                    if st.reader_active() {
+                        "polling"
+                    } else {
+                        "idle"
+                    }
+                ));
+                let state = if st.buffer.is_empty() {
+                    "idle"
+                } else {
+                    "polling"
+                };
+                info.push(format!("write=<{state}, bufsize={}>", st.buffer_size));
+            }
+        }
+        write!(f, "<{}>", info.join(" "))
+    }
+}

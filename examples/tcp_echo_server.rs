@@ -1,0 +1,71 @@
+//! TCP echo server with protocols, from the CPython docs
+//! (asyncio-protocol.html#tcp-echo-server).
+//!
+//! `cargo run --release --example tcp_echo_server -- 127.0.0.1:8888` serves
+//! until killed. With `--quiet` it prints nothing per connection (for load
+//! generators).
+
+use std::rc::Rc;
+
+use asyncio::{BaseProtocol, Protocol, Transport};
+
+#[derive(Default)]
+struct EchoServerProtocol {
+    transport: Option<Rc<dyn Transport>>,
+    quiet: bool,
+}
+
+impl BaseProtocol for EchoServerProtocol {}
+
+impl Protocol for EchoServerProtocol {
+    fn connection_made(&mut self, transport: Rc<dyn Transport>) -> asyncio::Result<()> {
+        if !self.quiet {
+            let peername = transport.get_extra_info("peername");
+            println!(
+                "Connection from {:?}",
+                peername.and_then(|p| p.as_address().cloned())
+            );
+        }
+        self.transport = Some(transport);
+        Ok(())
+    }
+
+    fn data_received(&mut self, data: &[u8]) -> asyncio::Result<()> {
+        if !self.quiet {
+            println!("Data received: {:?}", String::from_utf8_lossy(data));
+            println!("Send: {:?}", String::from_utf8_lossy(data));
+        }
+        match &self.transport {
+            Some(t) => t.write(data),
+            None => Ok(()),
+        }
+    }
+}
+
+#[asyncio::main]
+async fn main() -> asyncio::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let addr = args.next().unwrap_or_else(|| "127.0.0.1:8888".to_owned());
+    let quiet = args.any(|a| a == "--quiet");
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| asyncio::Error::value("expected HOST:PORT"))?;
+    let port: u16 = port.parse()?;
+
+    // Get a reference to the event loop as we plan to use
+    // low-level APIs.
+    let loop_ = asyncio::get_running_loop()?;
+
+    let server = loop_
+        .create_server(move || EchoServerProtocol {
+            transport: None,
+            quiet,
+        })
+        .host(host)
+        .port(port)
+        .await?;
+    for sock in server.sockets() {
+        println!("Serving on {:?}", sock.getsockname());
+    }
+    server.run(server.serve_forever()).await
+}
