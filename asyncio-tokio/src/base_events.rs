@@ -668,7 +668,7 @@ fn new_server(
 ) -> Result<Server> {
     let mut listeners = Vec::with_capacity(socks.len());
     for (sock, cleanup) in socks {
-        listeners.push(AcceptLoop::new(
+        listeners.push(AcceptLoop::boxed(
             loop_,
             sock,
             factory.clone(),
