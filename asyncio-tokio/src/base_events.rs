@@ -449,10 +449,7 @@ fn combine_connect_errors(errors: Vec<Error>, all_errors: bool) -> Error {
     }
     match errors.len() {
         0 => Error::new(ErrorKind::OSError, "create_connection failed"),
-        1 => errors
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| Error::timeout()),
+        1 => errors.into_iter().next().unwrap_or_else(Error::timeout),
         _ => {
             let model = errors[0].to_string();
             if errors.iter().all(|e| e.to_string() == model) {
