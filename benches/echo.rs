@@ -1,0 +1,538 @@
+//! The protocol echo server benchmark, side by side with the peers, in one
+//! run: this project, raw Tokio (one current-thread runtime), CPython 3.13
+//! asyncio and uvloop — all driven by the same Rust load generator.
+//!
+//! `cargo bench --bench echo` prints, for 1 KiB and 64 KiB messages over 10
+//! and 100 connections: requests/s and p50/p99 round-trip latency; then the
+//! server's user-space instructions per round trip, counted by
+//! `valgrind --tool=callgrind` while a fixed number of round trips runs
+//! (exact, unlike wall-clock figures on a shared machine); then the memory
+//! 10,000 idle connections cost the server.
+//!
+//! The same binary is also the servers and the load generator:
+//! `echo --server asyncio|tokio`, `echo --client PORT SIZE CONNS SECONDS|-ROUNDS`,
+//! `echo --idle PORT CONNS`.
+
+use std::cell::RefCell;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use asyncio::{BaseProtocol, Protocol, Transport};
+
+// ===== servers =====
+
+#[derive(Default)]
+struct Echo {
+    transport: Option<Rc<dyn Transport>>,
+}
+
+impl BaseProtocol for Echo {}
+
+impl Protocol for Echo {
+    fn connection_made(&mut self, transport: Rc<dyn Transport>) -> asyncio::Result<()> {
+        self.transport = Some(transport);
+        Ok(())
+    }
+
+    fn data_received(&mut self, data: &[u8]) -> asyncio::Result<()> {
+        match &self.transport {
+            Some(t) => t.write(data),
+            None => Ok(()),
+        }
+    }
+}
+
+fn serve_asyncio() -> asyncio::Result<()> {
+    asyncio::run(async {
+        let loop_ = asyncio::get_running_loop()?;
+        let server = loop_
+            .create_server(Echo::default)
+            .host("127.0.0.1")
+            .port(0)
+            .await?;
+        let port = server.sockets()[0]
+            .getsockname()
+            .and_then(|a| a.port())
+            .unwrap_or(0);
+        println!("{port}");
+        std::io::stdout().flush()?;
+        server.serve_forever().await
+    })
+}
+
+fn serve_tokio() -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build_local(tokio::runtime::LocalOptions::default())?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        println!("{}", listener.local_addr()?.port());
+        std::io::stdout().flush()?;
+        loop {
+            let (mut stream, _) = listener.accept().await?;
+            stream.set_nodelay(true)?;
+            tokio::task::spawn_local(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if stream.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    })
+}
+
+// ===== load generator =====
+
+struct LoadResult {
+    requests: u64,
+    seconds: f64,
+    latencies_us: Vec<f64>,
+}
+
+/// Each connection sends `size` bytes, waits for all of them back, repeats:
+/// for `seconds` (positive) or a fixed number of round trips in all
+/// (negative).
+fn run_client(port: u16, size: usize, conns: usize, limit: f64) -> std::io::Result<LoadResult> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build_local(tokio::runtime::LocalOptions::default())?;
+    rt.block_on(async move {
+        let results = Rc::new(RefCell::new(Vec::<f64>::new()));
+        let remaining = Rc::new(RefCell::new(if limit < 0.0 {
+            -limit as i64
+        } else {
+            i64::MAX
+        }));
+        let deadline = if limit > 0.0 {
+            Some(Instant::now() + Duration::from_secs_f64(limit))
+        } else {
+            None
+        };
+        let start = Instant::now();
+        let mut handles = Vec::new();
+        for _ in 0..conns {
+            let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+            stream.set_nodelay(true)?;
+            let results = results.clone();
+            let remaining = remaining.clone();
+            handles.push(tokio::task::spawn_local(async move {
+                let msg = vec![b'x'; size];
+                let mut buf = vec![0u8; size.max(64 * 1024)];
+                loop {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        break;
+                    }
+                    {
+                        let mut r = remaining.borrow_mut();
+                        if *r <= 0 {
+                            break;
+                        }
+                        *r -= 1;
+                    }
+                    let t0 = Instant::now();
+                    stream.write_all(&msg).await?;
+                    let mut got = 0;
+                    while got < size {
+                        let n = stream.read(&mut buf).await?;
+                        if n == 0 {
+                            return Err(std::io::Error::other("server closed"));
+                        }
+                        got += n;
+                    }
+                    results.borrow_mut().push(t0.elapsed().as_secs_f64() * 1e6);
+                }
+                Ok::<(), std::io::Error>(())
+            }));
+        }
+        for h in handles {
+            h.await.map_err(std::io::Error::other)??;
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        let latencies_us = std::mem::take(&mut *results.borrow_mut());
+        Ok(LoadResult {
+            requests: latencies_us.len() as u64,
+            seconds,
+            latencies_us,
+        })
+    })
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn client_main(args: &[String]) -> std::io::Result<()> {
+    let port: u16 = args[0].parse().map_err(std::io::Error::other)?;
+    let size: usize = args[1].parse().map_err(std::io::Error::other)?;
+    let conns: usize = args[2].parse().map_err(std::io::Error::other)?;
+    let limit: f64 = args[3].parse().map_err(std::io::Error::other)?;
+    let mut r = run_client(port, size, conns, limit)?;
+    r.latencies_us.sort_by(f64::total_cmp);
+    println!(
+        "{} {} {} {}",
+        r.requests as f64 / r.seconds,
+        percentile(&r.latencies_us, 0.5),
+        percentile(&r.latencies_us, 0.99),
+        r.requests
+    );
+    Ok(())
+}
+
+/// Opens `conns` idle connections, prints `ready`, waits for stdin to close.
+fn idle_main(args: &[String]) -> std::io::Result<()> {
+    let port: u16 = args[0].parse().map_err(std::io::Error::other)?;
+    let conns: usize = args[1].parse().map_err(std::io::Error::other)?;
+    let mut held = Vec::with_capacity(conns);
+    for _ in 0..conns {
+        held.push(std::net::TcpStream::connect(("127.0.0.1", port))?);
+    }
+    println!("ready");
+    std::io::stdout().flush()?;
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink);
+    drop(held);
+    Ok(())
+}
+
+// ===== driver =====
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Asyncio,
+    Tokio,
+    Uvloop,
+    CPython,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Asyncio => "asyncio-rs",
+            Kind::Tokio => "raw Tokio",
+            Kind::Uvloop => "uvloop",
+            Kind::CPython => "CPython asyncio",
+        }
+    }
+
+    fn command(self, wrapper: &[&str]) -> Command {
+        let exe = std::env::current_exe().expect("the bench binary");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peers/echo_server.py");
+        let mut argv: Vec<String> = wrapper.iter().map(|s| s.to_string()).collect();
+        match self {
+            Kind::Asyncio => argv.extend([
+                exe.display().to_string(),
+                "--server".into(),
+                "asyncio".into(),
+            ]),
+            Kind::Tokio => {
+                argv.extend([exe.display().to_string(), "--server".into(), "tokio".into()])
+            }
+            Kind::Uvloop => argv.extend(["python3".into(), script.into(), "uvloop".into()]),
+            Kind::CPython => argv.extend(["python3".into(), script.into(), "asyncio".into()]),
+        }
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..]).env("PYENV_VERSION", "3.13.0");
+        cmd
+    }
+}
+
+struct ServerProc {
+    child: Child,
+    port: u16,
+}
+
+impl ServerProc {
+    fn start(kind: Kind, wrapper: &[&str]) -> Option<ServerProc> {
+        let mut child = kind
+            .command(wrapper)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take()?)
+            .read_line(&mut line)
+            .ok()?;
+        match line.trim().parse() {
+            Ok(port) => Some(ServerProc { child, port }),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                None
+            }
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the load generator in its own process (on the other core, if
+/// `taskset` is there) and returns `(req/s, p50 µs, p99 µs, requests)`.
+fn load(port: u16, size: usize, conns: usize, limit: f64) -> Option<(f64, f64, f64, u64)> {
+    let exe = std::env::current_exe().ok()?;
+    let mut cmd = if which("taskset") {
+        let mut c = Command::new("taskset");
+        c.arg("-c").arg("1").arg(&exe);
+        c
+    } else {
+        Command::new(&exe)
+    };
+    let out = cmd
+        .arg("--client")
+        .args([
+            port.to_string(),
+            size.to_string(),
+            conns.to_string(),
+            limit.to_string(),
+        ])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Vec<f64> = text
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    (v.len() == 4).then(|| (v[0], v[1], v[2], v[3] as u64))
+}
+
+fn which(tool: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn server_wrapper() -> Vec<&'static str> {
+    if which("taskset") {
+        vec!["taskset", "-c", "0"]
+    } else {
+        vec![]
+    }
+}
+
+/// Instructions per round trip of `kind`'s server under callgrind.
+fn instructions_per_round_trip(kind: Kind, size: usize, conns: usize, rounds: u64) -> Option<f64> {
+    let out_file = std::env::temp_dir().join(format!(
+        "asyncio-echo-{}-{}-{size}.callgrind",
+        kind.name().replace(' ', "_"),
+        std::process::id()
+    ));
+    let out_arg = format!("--callgrind-out-file={}", out_file.display());
+    let wrapper = [
+        "valgrind",
+        "--tool=callgrind",
+        "--instr-atstart=no",
+        out_arg.as_str(),
+    ];
+    let server = ServerProc::start(kind, &wrapper)?;
+    // Warm up (connections, buffers, caches) uncounted.
+    load(server.port, size, conns, -(rounds as f64 / 10.0).max(100.0))?;
+    let pid = server.pid().to_string();
+    Command::new("callgrind_control")
+        .args(["-i", "on", &pid])
+        .output()
+        .ok()?;
+    let (_, _, _, done) = load(server.port, size, conns, -(rounds as f64))?;
+    Command::new("callgrind_control")
+        .args(["-i", "off", &pid])
+        .output()
+        .ok()?;
+    drop(server);
+    let text = std::fs::read_to_string(&out_file).ok()?;
+    let _ = std::fs::remove_file(&out_file);
+    // `summary:` covers the whole run (0 with --instr-atstart=no) and
+    // `totals:` the instrumented part; take the larger.
+    let total: f64 = text
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("summary:")
+                .or_else(|| l.strip_prefix("totals:"))
+        })
+        .filter_map(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .fold(0.0, f64::max);
+    if total == 0.0 {
+        return None;
+    }
+    Some(total / done as f64)
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// Server memory per idle connection, in bytes.
+fn idle_cost(kind: Kind, conns: usize) -> Option<f64> {
+    let server = ServerProc::start(kind, &[])?;
+    // One connection first, so that lazily made buffers exist already.
+    load(server.port, 1024, 1, -10.0)?;
+    let before = rss_kib(server.pid())?;
+    let fds_before = fd_count(server.pid());
+    let exe = std::env::current_exe().ok()?;
+    let mut idle = Command::new(exe)
+        .args(["--idle", &server.port.to_string(), &conns.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .ok()?;
+    let mut line = String::new();
+    BufReader::new(idle.stdout.take()?)
+        .read_line(&mut line)
+        .ok()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while fd_count(server.pid()) < fds_before + conns && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let after = rss_kib(server.pid())?;
+    drop(idle.stdin.take());
+    let _ = idle.wait();
+    Some((after.saturating_sub(before)) as f64 * 1024.0 / conns as f64)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("--server") => {
+            let result = match args.get(1).map(String::as_str) {
+                Some("tokio") => serve_tokio().map_err(asyncio::Error::from),
+                _ => serve_asyncio(),
+            };
+            if let Err(e) = result {
+                eprintln!("{}", e.traceback_line());
+                std::process::exit(1);
+            }
+            return;
+        }
+        Some("--client") => {
+            if let Err(e) = client_main(&args[1..]) {
+                eprintln!("{e}");
+                std::process::exit(1);
+            }
+            return;
+        }
+        Some("--idle") => {
+            if let Err(e) = idle_main(&args[1..]) {
+                eprintln!("{e}");
+                std::process::exit(1);
+            }
+            return;
+        }
+        _ => {}
+    }
+    let seconds: f64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3.0);
+    let kinds = [Kind::Asyncio, Kind::Tokio, Kind::Uvloop, Kind::CPython];
+    let configs = [
+        (1024usize, 10usize),
+        (1024, 100),
+        (64 * 1024, 10),
+        (64 * 1024, 100),
+    ];
+    let wrapper = server_wrapper();
+
+    println!("### Throughput and latency ({seconds} s per row; server and load generator on separate cores)\n");
+    println!("| message × connections | server | requests/s | p50 µs | p99 µs | vs raw Tokio |");
+    println!("|---|---|---:|---:|---:|---:|");
+    for (size, conns) in configs {
+        let mut tokio_rps = None;
+        let mut rows = Vec::new();
+        for kind in kinds {
+            let Some(server) = ServerProc::start(kind, &wrapper) else {
+                rows.push((kind, None));
+                continue;
+            };
+            let _ = load(server.port, size, conns, -(conns as f64 * 20.0));
+            let r = load(server.port, size, conns, seconds);
+            if kind == Kind::Tokio {
+                tokio_rps = r.map(|r| r.0);
+            }
+            rows.push((kind, r));
+        }
+        for (kind, r) in rows {
+            let label = format!("{} KiB × {conns}", size / 1024);
+            match r {
+                Some((rps, p50, p99, _)) => println!(
+                    "| {label} | {} | {rps:.0} | {p50:.0} | {p99:.0} | {} |",
+                    kind.name(),
+                    tokio_rps.map_or("—".to_owned(), |t| format!("{:.2}×", rps / t))
+                ),
+                None => println!("| {label} | {} | — | — | — | — |", kind.name()),
+            }
+        }
+    }
+
+    if which("valgrind") && which("callgrind_control") {
+        println!(
+            "\n### Server instructions per round trip (callgrind, user space, 10 connections)\n"
+        );
+        println!("| message | asyncio-rs | raw Tokio | uvloop | CPython asyncio | asyncio-rs / Tokio | asyncio-rs / uvloop |");
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        for size in [1024usize, 64 * 1024] {
+            let counts: Vec<Option<f64>> = kinds
+                .iter()
+                .map(|k| instructions_per_round_trip(*k, size, 10, 4000))
+                .collect();
+            let cell = |v: Option<f64>| v.map_or("—".to_owned(), |v| format!("{v:.0}"));
+            let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+                (Some(a), Some(b)) => format!("{:.2}×", a / b),
+                _ => "—".to_owned(),
+            };
+            println!(
+                "| {} KiB | {} | {} | {} | {} | {} | {} |",
+                size / 1024,
+                cell(counts[0]),
+                cell(counts[1]),
+                cell(counts[2]),
+                cell(counts[3]),
+                ratio(counts[0], counts[1]),
+                ratio(counts[0], counts[2]),
+            );
+        }
+    }
+
+    println!("\n### Memory per idle connection (server RSS growth over 10,000 connections)\n");
+    println!("| server | bytes per connection |");
+    println!("|---|---:|");
+    for kind in kinds {
+        match idle_cost(kind, 10_000) {
+            Some(b) => println!("| {} | {b:.0} |", kind.name()),
+            None => println!("| {} | — |", kind.name()),
+        }
+    }
+}
