@@ -518,6 +518,31 @@ where
     })
 }
 
+/// The TLS keyword arguments shared by the connection and server builders.
+macro_rules! tls_timeouts {
+    ($($builder:ident),*) => {$(
+        impl<F> $builder<F> {
+            /// `ssl_handshake_timeout=` (needs TLS).
+            pub fn ssl_handshake_timeout(mut self, t: f64) -> Self {
+                self.options.ssl_handshake_timeout = Some(t);
+                self
+            }
+            /// `ssl_shutdown_timeout=` (needs TLS).
+            pub fn ssl_shutdown_timeout(mut self, t: f64) -> Self {
+                self.options.ssl_shutdown_timeout = Some(t);
+                self
+            }
+        }
+    )*};
+}
+
+tls_timeouts!(
+    CreateConnection,
+    CreateServer,
+    CreateUnixConnection,
+    CreateUnixServer
+);
+
 /// The builder of [`EventLoop::create_connection`]; await it for
 /// `(transport, protocol)`.
 pub struct CreateConnection<F> {
@@ -588,16 +613,6 @@ impl<F> CreateConnection<F> {
     /// `all_errors=`: report every address's failure as an exception group.
     pub fn all_errors(mut self, all: bool) -> Self {
         self.options.all_errors = all;
-        self
-    }
-    /// `ssl_handshake_timeout=` (needs TLS).
-    pub fn ssl_handshake_timeout(mut self, t: f64) -> Self {
-        self.options.ssl_handshake_timeout = Some(t);
-        self
-    }
-    /// `ssl_shutdown_timeout=` (needs TLS).
-    pub fn ssl_shutdown_timeout(mut self, t: f64) -> Self {
-        self.options.ssl_shutdown_timeout = Some(t);
         self
     }
 }
@@ -706,16 +721,6 @@ impl<F> CreateServer<F> {
         self.options.start_serving = on;
         self
     }
-    /// `ssl_handshake_timeout=` (needs TLS).
-    pub fn ssl_handshake_timeout(mut self, t: f64) -> Self {
-        self.options.ssl_handshake_timeout = Some(t);
-        self
-    }
-    /// `ssl_shutdown_timeout=` (needs TLS).
-    pub fn ssl_shutdown_timeout(mut self, t: f64) -> Self {
-        self.options.ssl_shutdown_timeout = Some(t);
-        self
-    }
 }
 
 impl<F, P> IntoFuture for CreateServer<F>
@@ -766,16 +771,6 @@ impl<F> CreateUnixConnection<F> {
     /// `server_hostname=` (needs TLS).
     pub fn server_hostname(mut self, name: impl Into<String>) -> Self {
         self.options.server_hostname = Some(name.into());
-        self
-    }
-    /// `ssl_handshake_timeout=` (needs TLS).
-    pub fn ssl_handshake_timeout(mut self, t: f64) -> Self {
-        self.options.ssl_handshake_timeout = Some(t);
-        self
-    }
-    /// `ssl_shutdown_timeout=` (needs TLS).
-    pub fn ssl_shutdown_timeout(mut self, t: f64) -> Self {
-        self.options.ssl_shutdown_timeout = Some(t);
         self
     }
 }
@@ -840,16 +835,6 @@ impl<F> CreateUnixServer<F> {
     /// `cleanup_socket=` (default `true`).
     pub fn cleanup_socket(mut self, on: bool) -> Self {
         self.options.cleanup_socket = on;
-        self
-    }
-    /// `ssl_handshake_timeout=` (needs TLS).
-    pub fn ssl_handshake_timeout(mut self, t: f64) -> Self {
-        self.options.ssl_handshake_timeout = Some(t);
-        self
-    }
-    /// `ssl_shutdown_timeout=` (needs TLS).
-    pub fn ssl_shutdown_timeout(mut self, t: f64) -> Self {
-        self.options.ssl_shutdown_timeout = Some(t);
         self
     }
 }
