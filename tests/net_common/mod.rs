@@ -658,3 +658,18 @@ pub fn capture_logs<R>(f: impl FnOnce() -> R) -> (R, Vec<LogRecord>) {
     let records = records.lock().unwrap().clone();
     (value, records)
 }
+
+/// `unwrap_err()` for results whose value is not `Debug`.
+pub trait FailWith {
+    fn failure(self) -> Error;
+}
+
+impl<T> FailWith for Result<T> {
+    #[track_caller]
+    fn failure(self) -> Error {
+        match self {
+            Ok(_) => panic!("expected an error, got a value"),
+            Err(e) => e,
+        }
+    }
+}
