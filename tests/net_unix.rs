@@ -5,7 +5,7 @@
 mod net_common;
 
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use asyncio::{Address, ErrorKind, EventLoop, Server};
@@ -25,24 +25,24 @@ fn factory(loop_: &EventLoop) -> impl FnOnce() -> Rec + 'static {
     move || Rec::new(&Log::new(&l))
 }
 
-async fn unix_echo_server(path: &PathBuf) -> asyncio::Result<(Server, Accepted)> {
+async fn unix_echo_server(path: &Path) -> asyncio::Result<(Server, Accepted)> {
     let loop_ = asyncio::get_running_loop()?;
     let accepted = Accepted::new(&loop_);
     let acc = accepted.clone();
     let server = loop_
         .create_unix_server(move || Rec::echo(&acc.log()))
-        .path(path.clone())
+        .path(path)
         .await?;
     Ok((server, accepted))
 }
 
-async fn unix_echo_once(path: &PathBuf, msg: &[u8]) -> asyncio::Result<Vec<u8>> {
+async fn unix_echo_once(path: &Path, msg: &[u8]) -> asyncio::Result<Vec<u8>> {
     let loop_ = asyncio::get_running_loop()?;
     let log = Log::new(&loop_);
     let l = log.clone();
     let (t, _) = loop_
         .create_unix_connection(move || Rec::new(&l))
-        .path(path.clone())
+        .path(path)
         .await?;
     t.write(msg)?;
     let got = log.wait_data(msg.len()).await?;
