@@ -730,6 +730,7 @@ async fn get_buffer_returning_an_empty_buffer_is_fatal() -> asyncio::Result<()> 
             Some(runtime_error("get_buffer() returned an empty buffer"))
         )]
     );
+    assert_eq!(handled_keys(), [["protocol", "transport"]]);
     client_log.wait_lost().await?;
     server.close();
     Ok(())

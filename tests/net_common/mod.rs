@@ -555,17 +555,29 @@ pub fn pattern(len: usize) -> Vec<u8> {
 /// What reached a loop's exception handler: `(message, exception)`.
 pub type Handled = Rc<RefCell<Vec<(String, Option<Exc>)>>>;
 
+thread_local! {
+    static HANDLED_KEYS: RefCell<Vec<Vec<String>>> = const { RefCell::new(Vec::new()) };
+}
+
 /// Installs an exception handler on `loop_` that records every call.
 pub fn record_handler(loop_: &EventLoop) -> Handled {
+    HANDLED_KEYS.with(|k| k.borrow_mut().clear());
     let seen: Handled = Rc::new(RefCell::new(Vec::new()));
     let sink = seen.clone();
     loop_.set_exception_handler(Some(
         move |_: &EventLoop, ctx: &asyncio::ExceptionContext| {
+            HANDLED_KEYS.with(|k| k.borrow_mut().push(ctx.keys().map(str::to_owned).collect()));
             sink.borrow_mut()
                 .push((ctx.message.clone(), ctx.exception.as_ref().map(Exc::of)));
         },
     ));
     seen
+}
+
+/// The context keys (other than `message` and `exception`) of each call
+/// recorded by [`record_handler`] on this thread.
+pub fn handled_keys() -> Vec<Vec<String>> {
+    HANDLED_KEYS.with(|k| k.borrow().clone())
 }
 
 /// Sets the kernel send buffer of a transport's socket (to make writes
