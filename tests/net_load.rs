@@ -259,7 +259,6 @@ fn no_descriptor_is_left_open_when_the_loop_closes_with_open_transports() {
 }
 
 #[test]
-#[ignore = "BUG: close() keeps the reactor's epoll fd and eventfd open while a ThreadsafeLoop (or executor job waker) is alive"]
 fn close_releases_the_loop_descriptors_even_with_a_threadsafe_handle_alive() {
     let _serial = serial();
     busy_loop_closed_cleanly();

@@ -184,7 +184,6 @@ async fn write_after_write_eof_is_a_runtime_error() -> asyncio::Result<()> {
 }
 
 #[asyncio::test]
-#[ignore = "BUG: writelines() after write_eof() reports write() instead of writelines()"]
 async fn writelines_after_write_eof_is_a_runtime_error() -> asyncio::Result<()> {
     // CPython 3.13 selector_events.py:1168.
     let p = pair(Rec::new, Rec::new).await?;
@@ -299,7 +298,6 @@ async fn close_stops_reading_at_once() -> asyncio::Result<()> {
 }
 
 #[asyncio::test]
-#[ignore = "BUG: resume_reading() after pause_reading() in connection_made never starts reading (hangs)"]
 async fn pause_reading_from_connection_made_defers_all_reads() -> asyncio::Result<()> {
     let p = pair(
         |log| Rec {
@@ -775,7 +773,6 @@ async fn error_from_data_received_is_fatal() -> asyncio::Result<()> {
 }
 
 #[asyncio::test]
-#[ignore = "BUG: a panic in data_received unwinds out of the loop instead of being a fatal error"]
 async fn panic_in_data_received_is_fatal() -> asyncio::Result<()> {
     let loop_ = asyncio::get_running_loop()?;
     let handled = record_handler(&loop_);
@@ -973,7 +970,6 @@ async fn get_extra_info_peername_sockname_socket_and_unknown_keys() -> asyncio::
 }
 
 #[asyncio::test]
-#[ignore = "BUG: get_extra_info(\"socket\") is None after close and a closed TransportSocket's repr drops family/type/proto"]
 async fn get_extra_info_socket_after_close_is_a_closed_transport_socket() -> asyncio::Result<()> {
     // CPython keeps the TransportSocket in the extra dict:
     // <asyncio.TransportSocket fd=-1, family=2, type=1, proto=6>

@@ -99,7 +99,6 @@ async fn unix_server_and_connection_echo() -> asyncio::Result<()> {
 }
 
 #[asyncio::test]
-#[ignore = "BUG: TransportSocket repr quotes a Unix path (laddr='/p'); Python prints laddr=/p"]
 async fn unix_transport_socket_repr_matches_python() -> asyncio::Result<()> {
     let path = sock_path("repr");
     let (server, _) = unix_echo_server(&path).await?;

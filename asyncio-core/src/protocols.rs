@@ -38,6 +38,7 @@
 use std::any::Any;
 use std::cell::RefCell;
 use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
 use crate::exceptions::{Error, Result};
@@ -218,24 +219,34 @@ impl StreamProtocolRef {
     }
 
     /// Calls `f` with the protocol borrowed mutably, as whichever kind it is.
-    /// Fails with `RuntimeError` if the protocol is already borrowed (a
-    /// callback re-entering its own protocol).
+    ///
+    /// Errors: `RuntimeError` if the protocol is already borrowed (a callback
+    /// re-entering its own protocol, see [`is_busy`](StreamProtocolRef::is_busy));
+    /// a [`Panic`](crate::ErrorKind::Panic) error if `f` panics.
     pub fn with<R>(&self, f: impl FnOnce(ProtocolMut<'_>) -> R) -> Result<R> {
+        let busy = || Error::runtime(format!("protocol {} is already in use", self.name));
+        let outcome = match &self.kind {
+            Kind::Streaming(p) => {
+                let Ok(mut g) = p.try_borrow_mut() else {
+                    return Err(busy());
+                };
+                catch_unwind(AssertUnwindSafe(|| f(ProtocolMut::Streaming(&mut *g))))
+            }
+            Kind::Buffered(p) => {
+                let Ok(mut g) = p.try_borrow_mut() else {
+                    return Err(busy());
+                };
+                catch_unwind(AssertUnwindSafe(|| f(ProtocolMut::Buffered(&mut *g))))
+            }
+        };
+        outcome.map_err(|payload| Error::panic(&*payload))
+    }
+
+    /// `true` while the protocol is borrowed (inside one of its callbacks).
+    pub fn is_busy(&self) -> bool {
         match &self.kind {
-            Kind::Streaming(p) => match p.try_borrow_mut() {
-                Ok(mut g) => Ok(f(ProtocolMut::Streaming(&mut *g))),
-                Err(_) => Err(Error::runtime(format!(
-                    "protocol {} is already in use",
-                    self.name
-                ))),
-            },
-            Kind::Buffered(p) => match p.try_borrow_mut() {
-                Ok(mut g) => Ok(f(ProtocolMut::Buffered(&mut *g))),
-                Err(_) => Err(Error::runtime(format!(
-                    "protocol {} is already in use",
-                    self.name
-                ))),
-            },
+            Kind::Streaming(p) => p.try_borrow_mut().is_err(),
+            Kind::Buffered(p) => p.try_borrow_mut().is_err(),
         }
     }
 }

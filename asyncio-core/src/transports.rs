@@ -186,6 +186,15 @@ impl Address {
     pub fn port(&self) -> Option<u16> {
         self.as_inet().map(|a| a.port())
     }
+
+    /// The form Python's socket reprs use: addresses as tuples, Unix paths
+    /// unquoted (`laddr=/tmp/x.sock`).
+    pub fn socket_repr(&self) -> String {
+        match self {
+            Address::Unix(p) => p.to_string_lossy().into_owned(),
+            other => format!("{other:?}"),
+        }
+    }
 }
 
 impl From<SocketAddr> for Address {
@@ -359,7 +368,11 @@ impl fmt::Debug for TransportSocket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let fd = self.fileno();
         if fd < 0 {
-            return write!(f, "<asyncio.TransportSocket fd=-1>");
+            return write!(
+                f,
+                "<asyncio.TransportSocket fd=-1, family={}, type={}, proto={}>",
+                self.family, self.kind, self.proto
+            );
         }
         write!(
             f,
@@ -367,10 +380,10 @@ impl fmt::Debug for TransportSocket {
             self.family, self.kind, self.proto
         )?;
         if let Some(l) = &self.sockname {
-            write!(f, ", laddr={l:?}")?;
+            write!(f, ", laddr={}", l.socket_repr())?;
         }
         if let Some(r) = &self.peername {
-            write!(f, ", raddr={r:?}")?;
+            write!(f, ", raddr={}", r.socket_repr())?;
         }
         f.write_str(">")
     }

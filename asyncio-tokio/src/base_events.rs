@@ -65,10 +65,10 @@ fn socket_repr(info: &SocketInfo) -> String {
         info.fd, info.family, info.kind, info.proto
     );
     if let Some(l) = &info.sockname {
-        s.push_str(&format!(", laddr={l:?}"));
+        s.push_str(&format!(", laddr={}", l.socket_repr()));
     }
     if let Some(r) = &info.peername {
-        s.push_str(&format!(", raddr={r:?}"));
+        s.push_str(&format!(", raddr={}", r.socket_repr()));
     }
     s.push('>');
     s
@@ -268,7 +268,8 @@ async fn connect_sock_inner(
                 None => Error::new(
                     ErrorKind::OSError,
                     format!(
-                        "no matching local address with family={} found",
+                        "no matching local address with family=<{}: {}> found",
+                        asyncio_core::socket::family_name(info.family),
                         info.family
                     ),
                 ),
@@ -549,11 +550,7 @@ impl AcceptLoop {
     }
 
     fn socket_value(&self) -> TransportSocket {
-        let alive = self.alive.borrow();
-        match alive.as_ref() {
-            Some(a) => self.info.transport_socket(a),
-            None => self.info.transport_socket(&Rc::new(())),
-        }
+        self.info.transport_socket(self.alive.borrow().as_ref())
     }
 }
 

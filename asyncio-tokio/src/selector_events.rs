@@ -151,13 +151,14 @@ impl SocketInfo {
         }
     }
 
-    pub(crate) fn transport_socket(&self, alive: &Rc<()>) -> TransportSocket {
+    /// The socket as `TransportSocket`; with `alive` gone it reports `fd=-1`.
+    pub(crate) fn transport_socket(&self, alive: Option<&Rc<()>>) -> TransportSocket {
         TransportSocket::new(
             self.fd,
             (self.family, self.kind, self.proto),
             self.sockname.clone(),
             self.peername.clone(),
-            Rc::downgrade(alive),
+            alive.map_or_else(Weak::new, Rc::downgrade),
         )
     }
 }
@@ -720,17 +721,19 @@ impl SocketTransport {
         let Some(protocol) = self.current_protocol() else {
             return;
         };
-        let called = protocol.with(|mut p| match flow {
-            Flow::Pause => p.base().pause_writing(),
-            Flow::Resume => p.base().resume_writing(),
-        });
-        match called {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => self.flow_failed(&flow, e),
-            Err(_busy) => {
-                self.deferred.borrow_mut().push_back(flow);
-                self.registration.schedule();
-            }
+        if protocol.is_busy() {
+            self.deferred.borrow_mut().push_back(flow);
+            self.registration.schedule();
+            return;
+        }
+        let called = protocol
+            .with(|mut p| match flow {
+                Flow::Pause => p.base().pause_writing(),
+                Flow::Resume => p.base().resume_writing(),
+            })
+            .and_then(|r| r);
+        if let Err(e) = called {
+            self.flow_failed(&flow, e);
         }
     }
 
@@ -751,18 +754,19 @@ impl SocketTransport {
                 self.deferred.borrow_mut().clear();
                 return;
             };
-            let called = protocol.with(|mut p| match flow {
-                Flow::Pause => p.base().pause_writing(),
-                Flow::Resume => p.base().resume_writing(),
-            });
-            match called {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => self.flow_failed(&flow, e),
-                Err(_busy) => {
-                    self.deferred.borrow_mut().push_front(flow);
-                    self.registration.schedule();
-                    return;
-                }
+            if protocol.is_busy() {
+                self.deferred.borrow_mut().push_front(flow);
+                self.registration.schedule();
+                return;
+            }
+            let called = protocol
+                .with(|mut p| match flow {
+                    Flow::Pause => p.base().pause_writing(),
+                    Flow::Resume => p.base().resume_writing(),
+                })
+                .and_then(|r| r);
+            if let Err(e) = called {
+                self.flow_failed(&flow, e);
             }
         }
     }
@@ -806,8 +810,9 @@ impl BaseTransport for SocketTransport {
             "sockname" => self.info.sockname.clone().map(ExtraInfo::Address),
             "socket" => {
                 let st = self.state.borrow();
-                let alive = st.alive.as_ref()?;
-                Some(ExtraInfo::Socket(self.info.transport_socket(alive)))
+                Some(ExtraInfo::Socket(
+                    self.info.transport_socket(st.alive.as_ref()),
+                ))
             }
             _ => None,
         }
@@ -860,6 +865,9 @@ impl ReadTransport for SocketTransport {
                 return;
             }
             st.paused = false;
+            // CPython's `_add_reader`: also when `connection_made` paused
+            // reading before the reader was first added.
+            st.reader_added = true;
         }
         if self.loop_.get_debug() {
             tracing::debug!(target: "asyncio", "{:?} resumes reading", self);
@@ -947,13 +955,31 @@ impl WriteTransport for SocketTransport {
     }
 
     fn writelines(&self, chunks: &[&[u8]]) -> Result<()> {
-        // One write of the joined data, as CPython's default writelines.
-        let total: usize = chunks.iter().map(|c| c.len()).sum();
-        let mut joined = Vec::with_capacity(total);
-        for c in chunks {
-            joined.extend_from_slice(c);
+        {
+            let mut st = self.state.borrow_mut();
+            if st.eof {
+                return Err(Error::runtime("Cannot call writelines() after write_eof()"));
+            }
+            if chunks.iter().all(|c| c.is_empty()) {
+                return Ok(());
+            }
+            if st.conn_lost > 0 {
+                if st.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES {
+                    tracing::warn!(target: "asyncio", "socket.send() raised exception.");
+                }
+                st.conn_lost += 1;
+                return Ok(());
+            }
+            for c in chunks.iter().filter(|c| !c.is_empty()) {
+                st.buffer.push_back(c.to_vec());
+                st.buffer_size += c.len();
+            }
         }
-        self.write(&joined)
+        // As CPython: try to send the whole buffer now (one vectored write),
+        // wait for room if some is left.
+        self.write_ready();
+        self.maybe_pause_protocol();
+        Ok(())
     }
 
     fn write_eof(&self) -> Result<()> {

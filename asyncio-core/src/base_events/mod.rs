@@ -326,6 +326,9 @@ impl EventLoop {
             let dropped = std::mem::take(&mut *q);
             drop(q);
             drop(dropped);
+            // The driver's waker keeps the reactor (its epoll and event
+            // descriptors) alive for as long as a `ThreadsafeLoop` exists.
+            drop(inner.shared.waker.take());
         }
         let ready = std::mem::take(&mut *inner.ready.borrow_mut());
         drop(ready);
@@ -858,7 +861,13 @@ impl LoopInner {
             Ready::Slot(key) => {
                 let runnable = self.slots.borrow().take_for_run(key);
                 if let Some(runnable) = runnable {
-                    runnable.run();
+                    // Tasks and transports catch their own panics; this
+                    // keeps the loop going whatever an implementation does.
+                    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| runnable.run())) {
+                        let mut ctx = ExceptionContext::new("Exception in callback <Handle>()");
+                        ctx.exception = Some(Error::panic(&*payload));
+                        self.report(ctx);
+                    }
                 }
             }
             Ready::Notify(target, index) => {

@@ -255,7 +255,13 @@ impl Server {
 
 impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "<Server sockets={:?}>", self.sockets())
+        // Python shows `sockets` as a tuple.
+        let socks: Vec<String> = self.sockets().iter().map(|s| format!("{s:?}")).collect();
+        match socks.len() {
+            0 => write!(f, "<Server sockets=()>"),
+            1 => write!(f, "<Server sockets=({},)>", socks[0]),
+            _ => write!(f, "<Server sockets=({})>", socks.join(", ")),
+        }
     }
 }
 
