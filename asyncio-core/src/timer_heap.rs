@@ -5,6 +5,8 @@
 //! single integer key replaces float comparisons.
 
 use crate::events::Handle;
+#[cfg(test)]
+use std::rc::Rc;
 
 /// A timer: its sort key and its callback.
 pub(crate) struct TimerEntry {
@@ -12,11 +14,20 @@ pub(crate) struct TimerEntry {
     pub(crate) handle: Handle,
 }
 
+/// Bits of the key's low half that hold the scheduling sequence number; the
+/// 24 bits below are left free for the bulk drain's indexes.
+const SEQ_BITS: u32 = 40;
+const INDEX_BITS: u32 = 64 - SEQ_BITS;
+
 impl TimerEntry {
-    /// Orders by deadline, then by scheduling order (FIFO for equal deadlines).
+    /// Orders by deadline, then by scheduling order: FIFO for equal
+    /// deadlines (the sequence number wraps after 2^40 timers, where only
+    /// the order of equal deadlines — which CPython does not define — could
+    /// change).
     pub(crate) fn new(when: f64, seq: u64, handle: Handle) -> TimerEntry {
+        let seq = seq & ((1 << SEQ_BITS) - 1);
         TimerEntry {
-            key: ((ordered_bits(when) as u128) << 64) | seq as u128,
+            key: ((ordered_bits(when) as u128) << 64) | ((seq as u128) << INDEX_BITS),
             handle,
         }
     }
@@ -63,7 +74,10 @@ impl TimerHeap {
         let end_key = (ordered_bits(end_time) as u128) << 64;
         let mut popped = 0;
         while self.keys.first().is_some_and(|k| *k < end_key) {
-            if popped == 32 && self.keys.len() > 256 {
+            if popped == 32
+                && self.keys.len() > 256
+                && self.keys.iter().filter(|k| **k < end_key).count() < (1 << INDEX_BITS)
+            {
                 self.drain_due_bulk(end_key, out);
                 return;
             }
@@ -77,10 +91,14 @@ impl TimerHeap {
     fn drain_due_bulk(&mut self, end_key: u128, mut out: impl FnMut(Handle)) {
         let keys = std::mem::take(&mut self.keys);
         let handles = std::mem::take(&mut self.handles);
-        let mut due = Vec::new();
+        // Sort only keys, each carrying its handle's index in the bits left
+        // free below the sequence number.
+        let mut due_keys: Vec<u128> = Vec::new();
+        let mut due: Vec<Option<Handle>> = Vec::new();
         for (key, handle) in keys.into_iter().zip(handles) {
             if key < end_key {
-                due.push((key, handle));
+                due_keys.push(key | due.len() as u128);
+                due.push(Some(handle));
             } else {
                 self.keys.push(key);
                 self.handles.push(handle);
@@ -92,9 +110,12 @@ impl TimerHeap {
                 self.sift_down(i);
             }
         }
-        due.sort_unstable_by_key(|(key, _)| *key);
-        for (_, handle) in due {
-            out(handle);
+        due_keys.sort_unstable();
+        for key in due_keys {
+            let index = (key as usize) & ((1 << INDEX_BITS) - 1);
+            if let Some(handle) = due[index].take() {
+                out(handle);
+            }
         }
     }
 
@@ -202,6 +223,81 @@ impl TimerHeap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn handle() -> Handle {
+        Handle::new(|| (), false, None)
+    }
+
+    /// Pushes timers with these deadlines, then drains everything due before
+    /// `end`; returns the deadlines in the order drained, with their
+    /// scheduling order.
+    fn drain(whens: &[f64], end: f64) -> (Vec<(f64, usize)>, usize) {
+        let mut heap = TimerHeap::default();
+        let mut order = std::collections::HashMap::new();
+        for (seq, when) in whens.iter().enumerate() {
+            let h = handle();
+            h.cell.when.set(*when);
+            order.insert(Rc::as_ptr(&h.cell) as *const () as usize, seq);
+            heap.push(TimerEntry::new(*when, seq as u64, h));
+        }
+        let mut out = Vec::new();
+        heap.drain_due(end, |h| {
+            let seq = order[&(Rc::as_ptr(&h.cell) as *const () as usize)];
+            out.push((h.cell.when.get(), seq));
+        });
+        (out, heap.len())
+    }
+
+    fn pseudo_random(n: usize) -> Vec<f64> {
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                ((x % 1000) as f64) / 10.0 - 50.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn drains_in_deadline_then_fifo_order() {
+        for n in [5, 300, 5000] {
+            let whens = pseudo_random(n);
+            let (out, left) = drain(&whens, 0.0);
+            let mut expected: Vec<(f64, usize)> = whens
+                .iter()
+                .copied()
+                .enumerate()
+                .filter(|(_, w)| *w < 0.0)
+                .map(|(i, w)| (w, i))
+                .collect();
+            expected.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            assert_eq!(out, expected, "n = {n}");
+            assert_eq!(left, n - expected.len());
+        }
+    }
+
+    #[test]
+    fn pops_and_retain_keep_the_heap_ordered() {
+        let whens = pseudo_random(1000);
+        let mut heap = TimerHeap::default();
+        for (seq, w) in whens.iter().enumerate() {
+            let h = handle();
+            h.cell.when.set(*w);
+            heap.push(TimerEntry::new(*w, seq as u64, h));
+        }
+        heap.retain(|h| h.cell.when.get() >= -10.0);
+        let mut last = f64::NEG_INFINITY;
+        let mut count = 0;
+        while let Some(h) = heap.pop() {
+            let w = h.cell.when.get();
+            assert!(w >= last && w >= -10.0);
+            last = w;
+            count += 1;
+        }
+        assert_eq!(count, whens.iter().filter(|w| **w >= -10.0).count());
+    }
 
     #[test]
     fn orders_like_total_cmp() {
