@@ -1012,16 +1012,16 @@ impl<T: Send + 'static> RemoteCompleter<T> {
             return Err(Error::runtime("Event loop is closed"));
         }
         let slot = Arc::new(Mutex::new(Outcome::Empty));
-        let (key, waker) = inner.reserve_slot();
+        let key = inner.reserve_slot()?;
         let runnable: Rc<dyn Runnable> = Rc::new(CompletionSlot {
             future: future.clone(),
             slot: slot.clone(),
             key,
         });
-        inner.slots.borrow_mut().fill(key, runnable, waker.clone());
+        inner.slots.borrow_mut().fill(key, runnable);
         Ok(RemoteCompleter {
             slot,
-            waker: Waker::from(waker),
+            waker: crate::slots::slot_waker(inner.tag, key),
         })
     }
 
@@ -1102,17 +1102,17 @@ impl RemoteTrigger {
         let inner = &loop_.inner;
         loop_.check_closed()?;
         let fired = Arc::new(AtomicU8::new(TRIGGER_IDLE));
-        let (key, waker) = inner.reserve_slot();
+        let key = inner.reserve_slot()?;
         let slot: Rc<dyn Runnable> = Rc::new(ActionSlot {
             action: RefCell::new(Some(Box::new(action))),
             fired: fired.clone(),
             key,
             loop_: Rc::downgrade(inner),
         });
-        inner.slots.borrow_mut().fill(key, slot, waker.clone());
+        inner.slots.borrow_mut().fill(key, slot);
         Ok(RemoteTrigger {
             fired,
-            waker: Waker::from(waker),
+            waker: crate::slots::slot_waker(inner.tag, key),
         })
     }
 

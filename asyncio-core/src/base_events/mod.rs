@@ -34,7 +34,7 @@ use crate::events::{
 use crate::exception_context::{ContextValue, ExceptionContext, ExceptionHandler};
 use crate::exceptions::{Error, Result};
 use crate::executor::{Executor, ThreadPoolExecutor};
-use crate::slots::{SlotKey, SlotWaker, Slots};
+use crate::slots::{LoopTag, SlotKey, Slots};
 use crate::tasks::TaskFactory;
 use crate::timer_heap::{TimerEntry, TimerHeap};
 
@@ -98,6 +98,8 @@ impl LoopShared {
 
 pub(crate) struct LoopInner {
     pub(crate) id: u64,
+    /// The loop's entry in the process-wide table its wakers look it up in.
+    pub(crate) tag: LoopTag,
     ready: RefCell<VecDeque<Ready>>,
     scheduled: RefCell<TimerHeap>,
     timer_cancelled_count: Cell<usize>,
@@ -171,10 +173,14 @@ impl EventLoop {
             waker: AtomicWaker::new(),
             closed: AtomicBool::new(false),
         });
+        // With 65,536 loops alive at once the table is full: wakes from the
+        // loop's own thread still work, those from other threads are lost.
+        let tag = crate::slots::register_loop(shared.clone()).unwrap_or(LoopTag::MAX);
         EventLoop {
             inner: Rc::new_cyclic(|this| LoopInner {
                 this: this.clone(),
                 id,
+                tag,
                 ready: RefCell::new(VecDeque::with_capacity(64)),
                 scheduled: RefCell::new(TimerHeap::default()),
                 timer_cancelled_count: Cell::new(0),
@@ -652,6 +658,12 @@ impl fmt::Debug for EventLoop {
     }
 }
 
+impl Drop for LoopInner {
+    fn drop(&mut self) {
+        crate::slots::unregister_loop(self.tag);
+    }
+}
+
 impl LoopInner {
     pub(crate) fn push_ready(&self, item: Ready) {
         self.ready.borrow_mut().push_back(item);
@@ -682,16 +694,26 @@ impl LoopInner {
         &*self.backend
     }
 
-    /// Reserves a slot and makes its waker.
-    pub(crate) fn reserve_slot(&self) -> (SlotKey, Arc<SlotWaker>) {
-        let key = self.slots.borrow_mut().reserve();
-        let waker = Arc::new(SlotWaker {
-            loop_id: self.id,
-            key,
-            scheduled: AtomicBool::new(false),
-            shared: self.shared.clone(),
-        });
-        (key, waker)
+    /// Reserves a slot for a task or another schedulable object.
+    pub(crate) fn reserve_slot(&self) -> Result<SlotKey> {
+        self.slots.borrow_mut().reserve().ok_or_else(|| {
+            Error::runtime(format!(
+                "too many tasks and transports on one loop (the limit is {})",
+                crate::slots::MAX_SLOTS
+            ))
+        })
+    }
+
+    /// Puts the object at `key` on the ready queue unless it already is.
+    pub(crate) fn schedule_slot(&self, key: SlotKey) {
+        let fresh = match self.slots.try_borrow_mut() {
+            Ok(mut slots) => slots.mark_scheduled(key),
+            // Only while the table is being changed; a duplicate run is harmless.
+            Err(_) => true,
+        };
+        if fresh {
+            self.push_ready(Ready::Slot(key));
+        }
     }
 
     /// Schedules a [`Notify`](crate::futures::Notify) callback like `call_soon`
@@ -766,11 +788,16 @@ impl LoopInner {
             std::mem::take(&mut *q)
         };
         let mut ready = self.ready.borrow_mut();
+        let mut slots = self.slots.borrow_mut();
         for item in batch {
-            ready.push_back(match item {
-                Injected::Wake(key) => Ready::Slot(key),
-                Injected::Call(call) => Ready::Threadsafe(call),
-            });
+            match item {
+                Injected::Wake(key) => {
+                    if slots.mark_scheduled(key) {
+                        ready.push_back(Ready::Slot(key));
+                    }
+                }
+                Injected::Call(call) => ready.push_back(Ready::Threadsafe(call)),
+            }
         }
     }
 
@@ -859,7 +886,7 @@ impl LoopInner {
                 }
             }
             Ready::Slot(key) => {
-                let runnable = self.slots.borrow().take_for_run(key);
+                let runnable = self.slots.borrow_mut().take_for_run(key);
                 if let Some(runnable) = runnable {
                     // Tasks and transports catch their own panics; this
                     // keeps the loop going whatever an implementation does.
@@ -968,6 +995,6 @@ impl EventLoop {
     /// Errors with `"Event loop is closed"`.
     pub fn new_registration(&self) -> Result<crate::slots::Registration> {
         self.check_closed()?;
-        Ok(crate::slots::Registration::new(&self.inner))
+        crate::slots::Registration::new(&self.inner)
     }
 }

@@ -9,14 +9,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
-use crate::base_events::{EventLoop, LoopInner, Ready};
+use crate::base_events::{EventLoop, LoopInner};
 use crate::exception_context::{ContextValue, ExceptionContext};
 use crate::exceptions::{py_str_repr, Error, Result};
 use crate::futures::{Awaitable, CellExt, DynCell, FutureAwait, FutureCell, FutureCore, FutureObj};
-use crate::slots::{Runnable, SlotKey, SlotWaker};
+use crate::slots::{Runnable, SlotKey};
 use crate::Future;
 
 mod gather;
@@ -99,7 +98,6 @@ pub(crate) struct TaskState {
     /// Identity of the future the current step resumed from.
     pub(crate) resumed_from: Cell<*const ()>,
     started: Cell<bool>,
-    slot_waker: Arc<SlotWaker>,
     pub(crate) log_destroy_pending: Cell<bool>,
 }
 
@@ -155,7 +153,6 @@ where
     /// One `Task.__step`: polls the coroutine once with the task as current.
     fn step(self: &Rc<Self>) {
         let task = &self.ext.state;
-        task.slot_waker.scheduled.store(false, Ordering::Relaxed);
         if !self.core.is_pending() {
             return;
         }
@@ -186,7 +183,7 @@ where
             // which never moves; it is only ever dropped in place (by writing
             // `None` over it), never moved out, so it stays pinned.
             let coro = unsafe { Pin::new_unchecked(coro) };
-            let waker = Waker::from(task.slot_waker.clone());
+            let waker = crate::slots::slot_waker(self.core.loop_.tag, task.key);
             let mut cx = Context::from_waker(&waker);
             catch_unwind(AssertUnwindSafe(|| coro.poll(&mut cx)))
         };
@@ -290,7 +287,7 @@ pub(crate) fn task_cancel<T: 'static>(cell: &Rc<DynCell<T>>, msg: Option<&str>) 
     cell.core.set_cancel_message(msg);
     // In Python the step is necessarily scheduled here; a Rust task may be
     // parked in a non-asyncio future, so schedule a step to deliver it.
-    task.slot_waker.schedule();
+    cell.core.loop_.schedule_slot(task.key);
     true
 }
 
@@ -433,7 +430,7 @@ impl EventLoop {
             factory.configure(self, &mut init)?;
         }
         let inner: &Rc<LoopInner> = &self.inner;
-        let (key, slot_waker) = inner.reserve_slot();
+        let key = inner.reserve_slot()?;
         let state = TaskState {
             key,
             number: TASK_NAME_COUNTER.fetch_add(1, Ordering::Relaxed),
@@ -443,7 +440,6 @@ impl EventLoop {
             fut_waiter: RefCell::new(None),
             resumed_from: Cell::new(std::ptr::null()),
             started: Cell::new(false),
-            slot_waker,
             log_destroy_pending: Cell::new(true),
         };
         let cell: Rc<TaskCell<T, F>> = Rc::new_cyclic(|weak: &Weak<TaskCell<T, F>>| {
@@ -457,19 +453,11 @@ impl EventLoop {
             }
         });
         let runnable: Rc<dyn Runnable> = cell.clone();
-        inner
-            .slots
-            .borrow_mut()
-            .fill(key, runnable, cell.ext.state.slot_waker.clone());
+        inner.slots.borrow_mut().fill(key, runnable);
         if init.eager_start && self.is_running() {
             cell.step();
         } else {
-            cell.ext
-                .state
-                .slot_waker
-                .scheduled
-                .store(true, Ordering::Relaxed);
-            inner.push_ready(Ready::Slot(key));
+            inner.schedule_slot(key);
         }
         let dyn_cell: Rc<DynCell<T>> = cell;
         Ok(Task {
