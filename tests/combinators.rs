@@ -3,6 +3,8 @@
 //! the Tokio-backed loop, against CPython 3.13 (`test_tasks.py`,
 //! `test_waitfor.py`, `test_timeouts.py`, `test_taskgroups.py`).
 
+mod common;
+
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::mpsc;
@@ -12,32 +14,8 @@ use asyncio::{
     sleep, sleep_with, timeout, timeout_at, wait_for, Error, ErrorKind, EventLoop, Future, Result,
     ReturnWhen, Task, TaskGroup, Timeout,
 };
+use common::{entries, log, on_loop, push, repr, Log};
 use futures_util::FutureExt;
-
-fn on_loop<T: 'static, F>(body: impl FnOnce(EventLoop) -> F) -> T
-where
-    F: std::future::Future<Output = Result<T>> + 'static,
-{
-    let loop_ = asyncio::new_event_loop().expect("new_event_loop");
-    let fut = body(loop_.clone());
-    let out = loop_.run_until_complete(fut).expect("run_until_complete");
-    loop_.close().expect("close");
-    out
-}
-
-type Log = Rc<RefCell<Vec<String>>>;
-
-fn log() -> Log {
-    Rc::new(RefCell::new(Vec::new()))
-}
-
-fn push(log: &Log, s: impl Into<String>) {
-    log.borrow_mut().push(s.into());
-}
-
-fn entries(log: &Log) -> Vec<String> {
-    log.borrow().clone()
-}
 
 /// `v(x, d)`: sleeps `d` seconds and returns `x`.
 async fn v<T>(x: T, d: f64) -> Result<T> {
@@ -49,10 +27,6 @@ async fn v<T>(x: T, d: f64) -> Result<T> {
 async fn bad<T>(m: &'static str, d: f64) -> Result<T> {
     sleep(d).await?;
     Err(Error::value(m))
-}
-
-fn repr<T: std::fmt::Debug>(x: T) -> String {
-    format!("{x:?}")
 }
 
 // ===== sleep =====

@@ -1,36 +1,13 @@
 //! `asyncio.Future` on the Tokio-backed loop, against CPython 3.13's
 //! behaviour (`test_asyncio/test_futures.py`).
 
+mod common;
+
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use asyncio::{Error, ErrorKind, EventLoop, ExceptionContext, Future, Result};
-
-/// Runs `body` on a fresh loop (`loop.run_until_complete`), then closes it.
-fn on_loop<T: 'static, F>(body: impl FnOnce(EventLoop) -> F) -> T
-where
-    F: std::future::Future<Output = Result<T>> + 'static,
-{
-    let loop_ = asyncio::new_event_loop().expect("new_event_loop");
-    let fut = body(loop_.clone());
-    let out = loop_.run_until_complete(fut).expect("run_until_complete");
-    loop_.close().expect("close");
-    out
-}
-
-type Log = Rc<RefCell<Vec<String>>>;
-
-fn log() -> Log {
-    Rc::new(RefCell::new(Vec::new()))
-}
-
-fn push(log: &Log, s: impl Into<String>) {
-    log.borrow_mut().push(s.into());
-}
-
-fn entries(log: &Log) -> Vec<String> {
-    log.borrow().clone()
-}
+use asyncio::{Error, ErrorKind, EventLoop, ExceptionContext, Future};
+use common::{entries, log, on_loop, push, Log};
 
 /// Collects the messages of the loop's exception handler.
 fn capture_reports(loop_: &EventLoop) -> Rc<RefCell<Vec<ExceptionContext>>> {

@@ -1,28 +1,13 @@
 //! `asyncio::run`, `asyncio::Runner`, `#[asyncio::main]` and
 //! `#[asyncio::test]` against CPython 3.13 (`test_asyncio/test_runners.py`).
 
+mod common;
+
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use asyncio::{sleep, Error, ErrorKind, EventLoop, ExceptionContext, Result, Runner};
-
-type Log = Rc<RefCell<Vec<String>>>;
-
-fn log() -> Log {
-    Rc::new(RefCell::new(Vec::new()))
-}
-
-fn push(log: &Log, s: impl Into<String>) {
-    log.borrow_mut().push(s.into());
-}
-
-fn entries(log: &Log) -> Vec<String> {
-    log.borrow().clone()
-}
-
-fn repr<T: std::fmt::Debug>(x: T) -> String {
-    format!("{x:?}")
-}
+use common::{entries, log, push, repr};
 
 // ===== asyncio::run =====
 

@@ -2,37 +2,15 @@
 //! and task factories on the Tokio-backed loop, against CPython 3.13
 //! (`test_asyncio/test_tasks.py`, `test_eager_task_factory.py`).
 
+mod common;
+
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use asyncio::{
     AnyTask, Error, ErrorKind, EventLoop, ExceptionContext, Future, Result, Task, TaskInit,
 };
-
-fn on_loop<T: 'static, F>(body: impl FnOnce(EventLoop) -> F) -> T
-where
-    F: std::future::Future<Output = Result<T>> + 'static,
-{
-    let loop_ = asyncio::new_event_loop().expect("new_event_loop");
-    let fut = body(loop_.clone());
-    let out = loop_.run_until_complete(fut).expect("run_until_complete");
-    loop_.close().expect("close");
-    out
-}
-
-type Log = Rc<RefCell<Vec<String>>>;
-
-fn log() -> Log {
-    Rc::new(RefCell::new(Vec::new()))
-}
-
-fn push(log: &Log, s: impl Into<String>) {
-    log.borrow_mut().push(s.into());
-}
-
-fn entries(log: &Log) -> Vec<String> {
-    log.borrow().clone()
-}
+use common::{entries, log, on_loop, push};
 
 fn task_number(name: &str) -> u64 {
     name.strip_prefix("Task-")

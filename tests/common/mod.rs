@@ -104,3 +104,39 @@ pub fn stop_soon(loop_: &EventLoop) {
     let l = loop_.clone();
     loop_.call_soon(move || l.stop()).unwrap();
 }
+
+/// Runs `body` on a new loop until it completes, closes the loop, and
+/// returns the body's value (failing the test on an error).
+pub fn on_loop<T: 'static, F>(body: impl FnOnce(EventLoop) -> F) -> T
+where
+    F: std::future::Future<Output = asyncio::Result<T>> + 'static,
+{
+    let loop_ = asyncio::new_event_loop().expect("new_event_loop");
+    let fut = body(loop_.clone());
+    let out = loop_.run_until_complete(fut).expect("run_until_complete");
+    loop_.close().expect("close");
+    out
+}
+
+/// An ordered record of events, shared by callbacks.
+pub type Log = Rc<RefCell<Vec<String>>>;
+
+/// A new, empty [`Log`].
+pub fn log() -> Log {
+    Rc::new(RefCell::new(Vec::new()))
+}
+
+/// Appends an event.
+pub fn push(log: &Log, s: impl Into<String>) {
+    log.borrow_mut().push(s.into());
+}
+
+/// The events so far.
+pub fn entries(log: &Log) -> Vec<String> {
+    log.borrow().clone()
+}
+
+/// `{:?}` of a value (Python's `repr()` for the library's types).
+pub fn repr<T: std::fmt::Debug>(x: T) -> String {
+    format!("{x:?}")
+}
