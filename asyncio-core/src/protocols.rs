@@ -55,6 +55,11 @@ pub trait BaseProtocol: 'static {
     }
 
     /// The transport's write buffer went over the high-water mark.
+    ///
+    /// When a write made inside one of this protocol's own callbacks crosses
+    /// the mark, the call arrives right after that callback returns (the
+    /// protocol is borrowed until then); a callback that writes in a loop
+    /// should also stop once `get_write_buffer_size()` passes the mark.
     fn pause_writing(&mut self) -> Result<()> {
         Ok(())
     }
