@@ -26,14 +26,14 @@ struct Firehose {
 impl Firehose {
     fn pump(&mut self) -> asyncio::Result<()> {
         let chunk = [b'x'; CHUNK];
-        while !self.paused {
-            let Some(t) = &self.transport else {
-                return Ok(());
-            };
-            let (_, high) = t.get_write_buffer_limits();
-            if t.is_closing() || t.get_write_buffer_size() > high {
-                return Ok(());
-            }
+        let Some(t) = &self.transport else {
+            return Ok(());
+        };
+        if self.paused {
+            return Ok(());
+        }
+        let (_, high) = t.get_write_buffer_limits();
+        while !t.is_closing() && t.get_write_buffer_size() <= high {
             t.write(&chunk)?;
         }
         Ok(())
