@@ -21,7 +21,7 @@ use crate::events::with_running_loop;
 ///
 /// Loop implementations register such objects with
 /// [`EventLoop::new_registration`](crate::EventLoop::new_registration); the
-/// registration's [`Waker`](std::task::Waker) handed to a reactor (e.g.
+/// registration's [`Waker`] handed to a reactor (e.g.
 /// Tokio's `poll_read`) schedules [`run`](Schedulable::run) on the loop's
 /// ready queue, in FIFO order with `call_soon` callbacks. Waking it on the
 /// loop thread neither allocates nor locks.
