@@ -135,7 +135,7 @@ impl Runner {
         }
         let loop_ = self.lazy_init()?;
         let task = loop_.create_task(coro)?;
-        loop_.run_until_complete(task.take())
+        loop_.run_task_until_complete(task)
     }
 
     /// Cancels the tasks left, closes async generators and the default

@@ -237,7 +237,11 @@ impl<T: 'static> AsyncGenerator<T> {
         let polled = {
             let mut body = inner.body.borrow_mut();
             match body.as_mut() {
-                Some(b) => b.as_mut().poll(cx),
+                // A panicking body ends the generator like a raising one.
+                Some(b) => {
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| b.as_mut().poll(cx)))
+                        .unwrap_or_else(|p| Poll::Ready(Err(Error::panic(&*p))))
+                }
                 None => Poll::Ready(Ok(())),
             }
         };
@@ -330,7 +334,9 @@ async fn aclose_inner<T: 'static>(inner: Rc<GenInner<T>>) -> Result<()> {
         let Some(b) = body.as_mut() else {
             return Poll::Ready(Ok(()));
         };
-        match b.as_mut().poll(cx) {
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| b.as_mut().poll(cx)))
+            .unwrap_or_else(|p| Poll::Ready(Err(Error::panic(&*p))));
+        match polled {
             Poll::Ready(r) => Poll::Ready(r),
             Poll::Pending => {
                 if inner.channel.value.borrow_mut().take().is_some() {

@@ -50,13 +50,6 @@ macro_rules! int_delay {
 }
 int_delay!(i32, i64, u32, u64, usize);
 
-/// `None` is Python's `timeout=None`: no limit.
-impl Delay for Option<f64> {
-    fn as_secs(self) -> f64 {
-        self.unwrap_or(f64::INFINITY)
-    }
-}
-
 /// Rejects a NaN delay with CPython's `sleep()` message.
 pub(crate) fn check_delay(delay: f64) -> Result<f64> {
     if delay.is_nan() {

@@ -309,6 +309,12 @@ impl<T: 'static> FutureCore<T> {
         }
     }
 
+    /// Drops every waiter (done callbacks, wakers) without running them.
+    pub(crate) fn clear_waiters(&self) {
+        let waiters = self.waiters.borrow_mut().take();
+        drop(waiters);
+    }
+
     fn add_waiter(&self, waiter: Waiter<T>) {
         self.waiters.borrow_mut().push(waiter);
     }
@@ -807,8 +813,13 @@ pub(crate) fn poll_await_obj<O: ?Sized + FutureObj>(
             ))));
         }
         if !obj.done() {
+            if task.must_cancel.get() && task.cancel_directly.replace(false) {
+                task.must_cancel.set(false);
+                return Some(Err(Error::cancelled(task_obj.cancel_message().as_deref())));
+            }
             obj.add_waker(cx.waker());
-            *task.fut_waiter.borrow_mut() = obj.self_rc();
+            let old = task.fut_waiter.borrow_mut().replace(obj.self_rc()?);
+            drop(old);
             if task.must_cancel.get() {
                 let msg = task_obj.cancel_message();
                 if obj.cancel_obj(msg.as_deref()) {

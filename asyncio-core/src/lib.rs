@@ -49,7 +49,7 @@ pub use tasks::{
     sleep, sleep_with, wait, AnyTask, AsCompleted, Cancellable, ConcurrentFuture, GatheringFuture,
     GatheringFutureAll, ReturnWhen, Sleep, Task, TaskFactory, TaskInit, Wait,
 };
-pub use timeouts::{timeout, timeout_at, wait_for, Timeout};
+pub use timeouts::{timeout, timeout_at, wait_for, Timeout, TimeoutArg};
 pub use transports::Address;
 
 /// `asyncio.to_thread(func)`: runs `func` in the running loop's default

@@ -191,49 +191,71 @@ pub(crate) type LoopTag = u32;
 
 const LOOP_INDEX_BITS: u32 = 16;
 
+/// The tag of a loop that found the table full: its own thread's wakes
+/// still reach it (they compare tags), other threads' do not. Index 0xFFFF
+/// is never handed out, so no registered loop has this tag.
+pub(crate) const UNREGISTERED: LoopTag = 0x00FF_FFFF;
+
 struct LoopEntry {
     generation: u8,
     shared: Option<Arc<LoopShared>>,
 }
 
-static LOOPS: Mutex<Vec<LoopEntry>> = Mutex::new(Vec::new());
+#[derive(Default)]
+struct LoopTable {
+    entries: Vec<LoopEntry>,
+    free: Vec<u16>,
+}
 
-/// Enters a loop in the table; `None` when 65,536 loops exist at once.
-pub(crate) fn register_loop(shared: Arc<LoopShared>) -> Option<LoopTag> {
+static LOOPS: Mutex<LoopTable> = Mutex::new(LoopTable {
+    entries: Vec::new(),
+    free: Vec::new(),
+});
+
+/// Enters a loop in the table; [`UNREGISTERED`] when 65,535 loops are open
+/// at once.
+pub(crate) fn register_loop(shared: Arc<LoopShared>) -> LoopTag {
     let mut loops = LOOPS.lock().unwrap_or_else(|p| p.into_inner());
-    let index = match loops.iter().position(|e| e.shared.is_none()) {
-        Some(i) => i,
+    let index = match loops.free.pop() {
+        Some(i) => i as usize,
         None => {
-            if loops.len() >= 1 << LOOP_INDEX_BITS {
-                return None;
+            if loops.entries.len() >= (1 << LOOP_INDEX_BITS) - 1 {
+                return UNREGISTERED;
             }
-            loops.push(LoopEntry {
+            loops.entries.push(LoopEntry {
                 generation: 0,
                 shared: None,
             });
-            loops.len() - 1
+            loops.entries.len() - 1
         }
     };
-    let entry = &mut loops[index];
+    let entry = &mut loops.entries[index];
     entry.shared = Some(shared);
-    Some(((entry.generation as u32) << LOOP_INDEX_BITS) | index as u32)
+    ((entry.generation as u32) << LOOP_INDEX_BITS) | index as u32
 }
 
-/// Removes a loop from the table (its wakers then do nothing).
+/// Removes a loop from the table (its wakers then do nothing). Idempotent.
 pub(crate) fn unregister_loop(tag: LoopTag) {
+    if tag == UNREGISTERED {
+        return;
+    }
     let mut loops = LOOPS.lock().unwrap_or_else(|p| p.into_inner());
     let index = (tag & ((1 << LOOP_INDEX_BITS) - 1)) as usize;
-    if let Some(entry) = loops.get_mut(index) {
-        if entry.generation as u32 == tag >> LOOP_INDEX_BITS {
-            entry.shared = None;
-            entry.generation = entry.generation.wrapping_add(1);
-        }
+    let Some(entry) = loops.entries.get_mut(index) else {
+        return;
+    };
+    if entry.generation as u32 == tag >> LOOP_INDEX_BITS && entry.shared.is_some() {
+        entry.shared = None;
+        entry.generation = entry.generation.wrapping_add(1);
+        loops.free.push(index as u16);
     }
 }
 
 fn lookup_loop(tag: LoopTag) -> Option<Arc<LoopShared>> {
     let loops = LOOPS.lock().unwrap_or_else(|p| p.into_inner());
-    let entry = loops.get((tag & ((1 << LOOP_INDEX_BITS) - 1)) as usize)?;
+    let entry = loops
+        .entries
+        .get((tag & ((1 << LOOP_INDEX_BITS) - 1)) as usize)?;
     if entry.generation as u32 != tag >> LOOP_INDEX_BITS {
         return None;
     }

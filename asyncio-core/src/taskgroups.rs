@@ -306,8 +306,24 @@ impl TaskGroup {
         B: IntoFuture<Output = Result<T>>,
     {
         self.enter()?;
+        // Dropped mid-way (e.g. by `select!`), the block ends like one that
+        // raised: the group's tasks are cancelled.
+        let mut guard = AbortGuard(Some(self.clone()));
         let outcome = body.into_future().await;
-        self.exit(outcome).await
+        let exited = self.exit(outcome).await;
+        guard.0 = None;
+        exited
+    }
+}
+
+struct AbortGuard(Option<TaskGroup>);
+
+impl Drop for AbortGuard {
+    fn drop(&mut self) {
+        if let Some(tg) = self.0.take() {
+            tg.inner.exiting.set(true);
+            tg.abort();
+        }
     }
 }
 

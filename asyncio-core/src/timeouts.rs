@@ -74,14 +74,32 @@ pub struct Timeout {
     inner: Rc<Inner>,
 }
 
+/// A timeout argument: a [`Delay`], or `None` for no limit (Python's
+/// `timeout=None`).
+pub trait TimeoutArg {
+    /// The limit in seconds, `None` for none.
+    fn limit(self) -> Option<f64>;
+}
+
+impl<D: Delay> TimeoutArg for D {
+    fn limit(self) -> Option<f64> {
+        Some(self.as_secs())
+    }
+}
+
+impl TimeoutArg for Option<f64> {
+    fn limit(self) -> Option<f64> {
+        self
+    }
+}
+
 /// `asyncio.timeout(delay)`: a [`Timeout`] expiring `delay` from now
 /// (`timeout(None)`: no deadline until rescheduled).
-pub fn timeout(delay: impl Delay) -> Timeout {
-    let delay = delay.as_secs();
-    if delay == f64::INFINITY {
-        return Timeout::new(None);
+pub fn timeout(delay: impl TimeoutArg) -> Timeout {
+    match delay.limit() {
+        None => Timeout::new(None),
+        Some(d) => Timeout::new(Some(monotonic() + d)),
     }
-    Timeout::new(Some(monotonic() + delay))
 }
 
 /// `asyncio.timeout_at(when)`: a [`Timeout`] expiring at `when`, in
@@ -217,8 +235,38 @@ impl Timeout {
         B: IntoFuture<Output = Result<T>>,
     {
         self.enter()?;
+        let mut guard = AbandonGuard(Some(self.clone()));
         let outcome = body.into_future().await;
+        guard.0 = None;
         self.exit(outcome)
+    }
+
+    /// The block was dropped before it finished (e.g. by `select!`): disarm
+    /// the timer and take back a cancellation it already requested.
+    fn abandon(&self) {
+        if let Some(h) = self.inner.handle.borrow_mut().take() {
+            h.cancel();
+        }
+        let task = self.inner.task.borrow_mut().take();
+        if self.inner.state.get() == State::Expiring {
+            if let Some(task) = task {
+                task.uncancel();
+            }
+            self.inner.state.set(State::Expired);
+        } else {
+            self.inner.state.set(State::Exited);
+        }
+    }
+}
+
+/// Runs [`Timeout::abandon`] if a `run` future is dropped mid-way.
+struct AbandonGuard(Option<Timeout>);
+
+impl Drop for AbandonGuard {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            t.abandon();
+        }
     }
 }
 
@@ -253,12 +301,15 @@ impl fmt::Debug for Timeout {
 /// })?;
 /// # Ok::<(), asyncio_core::Error>(())
 /// ```
-pub async fn wait_for<T, A>(awaitable: A, timeout: impl Delay) -> Result<T>
+pub async fn wait_for<T, A>(awaitable: A, timeout: impl TimeoutArg) -> Result<T>
 where
     T: 'static,
     A: Awaitable<T> + IntoFuture<Output = Result<T>>,
 {
-    let timeout = check_delay(timeout.as_secs())?;
+    let Some(timeout) = timeout.limit() else {
+        return self::timeout(None).run(awaitable).await;
+    };
+    let timeout = check_delay(timeout)?;
     if timeout <= 0.0 {
         let loop_ = get_running_loop()?;
         let (fut, owned) = awaitable.into_asyncio_future(Some(&loop_))?;

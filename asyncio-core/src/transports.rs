@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::path::PathBuf;
 use std::rc::{Rc, Weak};
 
@@ -351,16 +351,20 @@ impl TransportSocket {
     }
 
     /// Calls `f` with the socket's descriptor (e.g. to set an option through
-    /// `socket2::SockRef`). Errors once the socket is closed.
+    /// `socket2::SockRef`). `f` gets a duplicate of the descriptor, valid for
+    /// the whole call even if the transport closes meanwhile. Errors once
+    /// the socket is closed (`EBADF`).
     pub fn with_fd<R>(&self, f: impl FnOnce(BorrowedFd<'_>) -> R) -> Result<R> {
-        let Some(_guard) = self.alive.upgrade() else {
-            return Err(Error::from(std::io::Error::from_raw_os_error(9)));
-        };
-        // SAFETY: the owner keeps the descriptor open while the `alive`
-        // token has a strong reference, and `_guard` holds one for the
-        // duration of `f`, which cannot outlive the borrow.
-        let fd = unsafe { BorrowedFd::borrow_raw(self.fd) };
-        Ok(f(fd))
+        let closed = || Error::from(std::io::Error::from_raw_os_error(9));
+        if self.alive.strong_count() == 0 {
+            return Err(closed());
+        }
+        // SAFETY: the owner closes the descriptor only after dropping the
+        // `alive` token, and nothing runs between the check above and the
+        // `dup` below (the loop is single-threaded), so `fd` is open here.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(self.fd) };
+        let dup = borrowed.try_clone_to_owned().map_err(Error::from)?;
+        Ok(f(dup.as_fd()))
     }
 }
 

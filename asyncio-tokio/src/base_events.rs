@@ -567,6 +567,9 @@ impl Schedulable for AcceptLoop {
                         e.kind(),
                         io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
                     ) {
+                        // Tokio registered no waker for an error: look again
+                        // next iteration, as CPython's level-triggered reader does.
+                        self.registration.schedule();
                         return;
                     }
                     if [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM].contains(&errno) {
@@ -591,6 +594,8 @@ impl Schedulable for AcceptLoop {
                     );
                     ctx.exception = Some(Error::from(e));
                     self.loop_.call_exception_handler(ctx);
+                    // Keep accepting: the error belonged to one connection.
+                    self.registration.schedule();
                     return;
                 }
             }
@@ -632,9 +637,11 @@ impl Listener for ListenerHandle {
     fn stop_serving(&self) {
         let acceptor = &self.0;
         acceptor.registration.unregister();
+        // The token goes before the descriptor (see `TransportSocket`).
+        let alive = acceptor.alive.borrow_mut().take();
+        drop(alive);
         let socket = acceptor.socket.borrow_mut().take();
         drop(socket);
-        acceptor.alive.borrow_mut().take();
         acceptor.server.borrow_mut().take();
         if let Some((path, ino)) = &acceptor.cleanup {
             if std::fs::metadata(path).is_ok_and(|m| m.ino() == *ino) {

@@ -375,8 +375,36 @@ impl SocketTransport {
         }
     }
 
+    /// The buffer drained after `close()`: the connection is lost now
+    /// (CPython calls `connection_lost` right here), or — if this happens
+    /// inside one of the protocol's callbacks — right after it.
+    fn finish_close(&self) {
+        {
+            let mut st = self.state.borrow_mut();
+            if st.conn_lost > 0 {
+                return;
+            }
+            st.conn_lost += 1;
+        }
+        let busy = self.current_protocol().is_some_and(|p| p.is_busy());
+        if busy {
+            self.schedule_connection_lost(None);
+        } else if let Err(e) = self.call_connection_lost(None) {
+            let mut ctx = ExceptionContext::new("Exception in callback _call_connection_lost()");
+            ctx.exception = Some(e);
+            self.loop_.call_exception_handler(ctx);
+        }
+    }
+
     fn call_connection_lost(&self, exc: Option<Error>) -> Result<()> {
         let connected = self.state.borrow().protocol_connected;
+        if let Some(p) = self.current_protocol() {
+            if connected && p.is_busy() {
+                // Deliver once the protocol's running callback returns.
+                self.schedule_connection_lost(exc);
+                return Ok(());
+            }
+        }
         let outcome = match (connected, self.current_protocol()) {
             (true, Some(p)) => p
                 .with(|mut p| p.base().connection_lost(exc))
@@ -394,8 +422,10 @@ impl SocketTransport {
             st.protocol_connected = false;
             (st.stream.take(), st.server.take(), st.alive.take())
         };
-        drop(stream);
+        // The token goes first: a `TransportSocket` must never see it alive
+        // with the descriptor closed.
         drop(alive);
+        drop(stream);
         let protocol = self.protocol.borrow_mut().take();
         drop(protocol);
         self.deferred.borrow_mut().clear();
@@ -461,7 +491,10 @@ impl SocketTransport {
                         io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
                     ) =>
                 {
-                    return
+                    drop(st);
+                    // No waker was registered for this outcome: retry soon.
+                    self.registration.schedule();
+                    return;
                 }
                 Poll::Ready(Err(e)) => {
                     drop(st);
@@ -502,6 +535,7 @@ impl SocketTransport {
         };
         enum Outcome {
             Pending,
+            Retry,
             Read(usize),
             ReadError(io::Error),
             ProtocolError(Error),
@@ -534,7 +568,7 @@ impl SocketTransport {
                         io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
                     ) =>
                 {
-                    Outcome::Pending
+                    Outcome::Retry
                 }
                 Poll::Ready(Err(e)) => Outcome::ReadError(e),
             }
@@ -545,6 +579,7 @@ impl SocketTransport {
         };
         match outcome {
             Outcome::Pending => {}
+            Outcome::Retry => self.registration.schedule(),
             Outcome::ProtocolError(e) => {
                 self.fatal_error(e, "Fatal error: protocol.get_buffer() call failed.")
             }
@@ -632,7 +667,8 @@ impl SocketTransport {
                     io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
                 ) =>
             {
-                return
+                self.registration.schedule();
+                return;
             }
             Poll::Ready(Err(e)) => {
                 {
@@ -654,7 +690,7 @@ impl SocketTransport {
         };
         if empty {
             if closing {
-                let _ = self.call_connection_lost(None);
+                self.finish_close();
             } else if eof {
                 if let Some(stream) = self.state.borrow().stream.as_ref() {
                     let _ = stream.shutdown_write();
@@ -1008,7 +1044,8 @@ impl WriteTransport for SocketTransport {
 impl Transport for SocketTransport {
     fn set_protocol(&self, protocol: StreamProtocolRef) {
         self.is_buffered.set(protocol.is_buffered());
-        *self.protocol.borrow_mut() = Some(protocol);
+        let old = self.protocol.borrow_mut().replace(protocol);
+        drop(old);
         self.state.borrow_mut().protocol_connected = true;
     }
 

@@ -45,8 +45,11 @@ const MIN_CANCELLED_TIMER_HANDLES_FRACTION: f64 = 0.5;
 /// `time.get_clock_info('monotonic').resolution` on Linux.
 const CLOCK_RESOLUTION: f64 = 1e-9;
 /// Loop iterations run back to back before the reactor is polled for I/O
-/// while callbacks keep arriving (CPython polls on every iteration; polling
-/// every few dozen keeps the same order and saves the system calls).
+/// while callbacks keep arriving. CPython polls on every iteration; polling
+/// every few dozen saves a system call per iteration. I/O that is ready
+/// while callbacks keep the loop busy is seen up to this many iterations
+/// later than in CPython (which no program can rely on: readiness arrives
+/// asynchronously anyway).
 const ITERATIONS_PER_POLL: u32 = 61;
 
 static NEXT_LOOP_ID: AtomicU64 = AtomicU64::new(1);
@@ -173,9 +176,7 @@ impl EventLoop {
             waker: AtomicWaker::new(),
             closed: AtomicBool::new(false),
         });
-        // With 65,536 loops alive at once the table is full: wakes from the
-        // loop's own thread still work, those from other threads are lost.
-        let tag = crate::slots::register_loop(shared.clone()).unwrap_or(LoopTag::MAX);
+        let tag = crate::slots::register_loop(shared.clone());
         EventLoop {
             inner: Rc::new_cyclic(|this| LoopInner {
                 this: this.clone(),
@@ -255,6 +256,24 @@ impl EventLoop {
         self.check_closed()?;
         self.check_running()?;
         let (future, owned) = future.into_asyncio_future(Some(self))?;
+        self.run_future_until_complete(future, owned, A::extract)
+    }
+
+    /// `run_until_complete` for a task whose result is moved out (for a
+    /// runner's main task, whose output need not be `Clone`).
+    #[doc(hidden)]
+    pub fn run_task_until_complete<T: 'static>(&self, task: crate::Task<T>) -> Result<T> {
+        self.check_closed()?;
+        self.check_running()?;
+        self.run_future_until_complete(task.into(), true, |f, _| f.take_result())
+    }
+
+    fn run_future_until_complete<T: 'static>(
+        &self,
+        future: crate::futures::Future<T>,
+        owned: bool,
+        extract: fn(&crate::futures::Future<T>, bool) -> Result<T>,
+    ) -> Result<T> {
         if owned {
             if let Some(task) = future.as_task_state() {
                 // The caller sees the error if the task does not finish.
@@ -284,7 +303,7 @@ impl EventLoop {
                 "Event loop stopped before Future completed.",
             ));
         }
-        A::extract(&future, owned)
+        extract(&future, owned)
     }
 
     /// Stops the loop after the current iteration; callbacks scheduled during
@@ -336,6 +355,8 @@ impl EventLoop {
             // descriptors) alive for as long as a `ThreadsafeLoop` exists.
             drop(inner.shared.waker.take());
         }
+        // Wakes of a closed loop have nowhere to go.
+        crate::slots::unregister_loop(inner.tag);
         let ready = std::mem::take(&mut *inner.ready.borrow_mut());
         drop(ready);
         let timers = inner.scheduled.borrow_mut().take();
@@ -550,14 +571,16 @@ impl EventLoop {
     where
         F: Fn(&EventLoop, &ExceptionContext) + 'static,
     {
-        *self.inner.exception_handler.borrow_mut() =
-            handler.map(|h| Rc::new(h) as ExceptionHandler);
+        let new = handler.map(|h| Rc::new(h) as ExceptionHandler);
+        let old = std::mem::replace(&mut *self.inner.exception_handler.borrow_mut(), new);
+        drop(old);
     }
 
     /// Sets the handler from a shared handler value (as returned by
     /// [`get_exception_handler`](EventLoop::get_exception_handler)).
     pub fn set_exception_handler_rc(&self, handler: Option<ExceptionHandler>) {
-        *self.inner.exception_handler.borrow_mut() = handler;
+        let old = std::mem::replace(&mut *self.inner.exception_handler.borrow_mut(), handler);
+        drop(old);
     }
 
     /// The current exception handler, `None` for the default.
@@ -660,6 +683,19 @@ impl fmt::Debug for EventLoop {
 
 impl Drop for LoopInner {
     fn drop(&mut self) {
+        // A loop dropped without `close()`: other threads' handles must see
+        // it closed rather than queue work nobody will run.
+        let queued = {
+            let mut q = self
+                .shared
+                .injected
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            self.shared.closed.store(true, Ordering::Release);
+            std::mem::take(&mut *q)
+        };
+        drop(queued);
+        drop(self.shared.waker.take());
         crate::slots::unregister_loop(self.tag);
     }
 }

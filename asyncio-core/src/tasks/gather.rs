@@ -7,13 +7,13 @@ use std::future::{Future as StdFuture, IntoFuture};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::Location;
 use std::pin::Pin;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::task::{Context, Poll};
 
 use crate::base_events::EventLoop;
 use crate::events::get_running_loop;
 use crate::exceptions::{Error, Result};
-use crate::futures::{poll_await, CellExt, FutureObj, Notify};
+use crate::futures::{poll_await, CellExt, DynCell, FutureObj, Notify};
 use crate::tasks::TaskState;
 use crate::{Awaitable, Future};
 
@@ -23,7 +23,11 @@ struct Shared {
     nfinished: Cell<usize>,
     return_exceptions: Cell<bool>,
     cancel_requested: Cell<bool>,
-    outer: RefCell<Option<Future<()>>>,
+    /// Set while the outer future cancels the children (against rings of
+    /// gathers awaiting each other).
+    cancelling_now: Cell<bool>,
+    /// Weak: the outer future's extension holds this state.
+    outer: RefCell<Option<Weak<DynCell<()>>>>,
     /// Children already done when `gather()` was called; processed once the
     /// `return_exceptions` choice is final (CPython processes them at the end
     /// of `gather()`, after reading its keyword argument).
@@ -43,12 +47,16 @@ impl CellExt for GatherExt {
 
     fn cancel_override(&self, msg: Option<&str>) -> Option<bool> {
         self.shared.settle();
+        if self.shared.cancelling_now.replace(true) {
+            return Some(false);
+        }
         let mut cancelled = false;
         for child in &self.shared.children {
             if child.cancel_obj(msg) {
                 cancelled = true;
             }
         }
+        self.shared.cancelling_now.set(false);
         if cancelled {
             // Propagate the cancellation whatever `return_exceptions` says.
             self.shared.cancel_requested.set(true);
@@ -59,7 +67,8 @@ impl CellExt for GatherExt {
 
 impl Shared {
     fn outer(&self) -> Option<Future<()>> {
-        self.outer.borrow().clone()
+        let cell = self.outer.borrow().as_ref()?.upgrade()?;
+        Some(Future { cell })
     }
 
     fn settle(&self) {
@@ -76,16 +85,16 @@ impl Shared {
     fn child_done(&self, index: usize) {
         let child = &self.children[index];
         self.nfinished.set(self.nfinished.get() + 1);
-        let Some(outer) = self.outer() else {
-            return;
-        };
-        if outer.done() {
-            if !child.cancelled() {
-                // Mark the error retrieved.
-                let _ = child.error();
+        let outer = match self.outer() {
+            Some(outer) if !outer.done() => outer,
+            // Done already, or dropped unawaited: mark the error retrieved.
+            _ => {
+                if !child.cancelled() {
+                    let _ = child.error();
+                }
+                return;
             }
-            return;
-        }
+        };
         if !self.return_exceptions.get() {
             if let Some(error) = child.error() {
                 let _ = outer.cell.finish(Err(error));
@@ -121,6 +130,7 @@ fn start(
         nfinished: Cell::new(0),
         return_exceptions: Cell::new(return_exceptions),
         cancel_requested: Cell::new(false),
+        cancelling_now: Cell::new(false),
         outer: RefCell::new(None),
         settled: Cell::new(false),
         done_at_start: RefCell::new(Vec::new()),
@@ -132,7 +142,7 @@ fn start(
             shared: shared.clone(),
         },
     );
-    *shared.outer.borrow_mut() = Some(outer.clone());
+    *shared.outer.borrow_mut() = Some(Rc::downgrade(&outer.cell));
     for (index, child) in shared.children.iter().enumerate() {
         if child.done() {
             shared.done_at_start.borrow_mut().push(index);

@@ -98,6 +98,11 @@ pub(crate) struct TaskState {
     /// Identity of the future the current step resumed from.
     pub(crate) resumed_from: Cell<*const ()>,
     started: Cell<bool>,
+    /// Set while `cancel()` cancels the awaited future (see `task_cancel`).
+    cancelling_now: Cell<bool>,
+    /// A cancellation came back around a ring of tasks awaiting each other:
+    /// the next await raises it instead of cancelling the awaited task again.
+    pub(crate) cancel_directly: Cell<bool>,
     pub(crate) log_destroy_pending: Cell<bool>,
 }
 
@@ -198,9 +203,17 @@ where
 
     fn complete(self: &Rc<Self>, outcome: Result<T>) {
         let task = &self.ext.state;
-        if let Ok(mut slot) = self.ext.coro.try_borrow_mut() {
-            *slot = None;
-        }
+        let coro = self
+            .ext
+            .coro
+            .try_borrow_mut()
+            .ok()
+            .and_then(|mut s| s.take());
+        // A destructor that panics must not leave the task pending forever.
+        let outcome = match catch_unwind(AssertUnwindSafe(move || drop(coro))) {
+            Ok(()) => outcome,
+            Err(payload) => outcome.and(Err(Error::panic(&*payload))),
+        };
         let cell: Rc<DynCell<T>> = self.clone();
         let _ = match outcome {
             Ok(_) if task.must_cancel.get() => {
@@ -220,7 +233,8 @@ where
             }
             Err(e) => cell.finish(Err(e)),
         };
-        task.fut_waiter.borrow_mut().take();
+        let waiter = task.fut_waiter.borrow_mut().take();
+        drop(waiter);
         let removed = self.core.loop_.slots.borrow_mut().remove(task.key);
         drop(removed);
     }
@@ -254,7 +268,8 @@ where
             }
             self.core.loop_.report(ctx);
         }
-        task.fut_waiter.borrow_mut().take();
+        let waiter = task.fut_waiter.borrow_mut().take();
+        drop(waiter);
         let coro = self
             .ext
             .coro
@@ -262,6 +277,9 @@ where
             .ok()
             .and_then(|mut s| s.take());
         drop(coro);
+        // Done callbacks may hold the task itself (a TaskGroup's, shield's):
+        // dropping them breaks those cycles, as CPython's GC would.
+        self.core.clear_waiters();
     }
 }
 
@@ -275,9 +293,16 @@ pub(crate) fn task_cancel<T: 'static>(cell: &Rc<DynCell<T>>, msg: Option<&str>) 
     }
     task.num_cancels_requested
         .set(task.num_cancels_requested.get() + 1);
-    let waiter = task.fut_waiter.borrow().clone();
-    if let Some(waiter) = waiter {
-        if waiter.cancel_obj(msg) {
+    // Tasks awaiting each other in a ring would cancel each other forever
+    // (CPython's RecursionError); a cancellation that comes back around is
+    // left pending instead.
+    if task.cancelling_now.replace(true) {
+        task.cancel_directly.set(true);
+    } else {
+        let waiter = task.fut_waiter.borrow().clone();
+        let cancelled = waiter.is_some_and(|w| w.cancel_obj(msg));
+        task.cancelling_now.set(false);
+        if cancelled {
             // Keep the waiter: it may be a task that swallows the
             // cancellation and must be cancelled again later.
             return true;
@@ -285,9 +310,15 @@ pub(crate) fn task_cancel<T: 'static>(cell: &Rc<DynCell<T>>, msg: Option<&str>) 
     }
     task.must_cancel.set(true);
     cell.core.set_cancel_message(msg);
-    // In Python the step is necessarily scheduled here; a Rust task may be
-    // parked in a non-asyncio future, so schedule a step to deliver it.
-    cell.core.loop_.schedule_slot(task.key);
+    // In Python the step is necessarily scheduled here. A Rust task may be
+    // parked in a non-asyncio future, so schedule a step to deliver the
+    // cancellation — unless the task is the one running, whose next await
+    // delivers it.
+    let running_now =
+        with_current_task(|t| t.is_some_and(|t| t.addr() == Rc::as_ptr(cell) as *const ()));
+    if !running_now {
+        cell.core.loop_.schedule_slot(task.key);
+    }
     true
 }
 
@@ -377,7 +408,8 @@ pub fn eager_task_factory() -> Rc<dyn TaskFactory> {
 impl EventLoop {
     /// Sets the task factory (`None` restores plain tasks).
     pub fn set_task_factory(&self, factory: Option<Rc<dyn TaskFactory>>) {
-        *self.inner.task_factory.borrow_mut() = factory;
+        let old = std::mem::replace(&mut *self.inner.task_factory.borrow_mut(), factory);
+        drop(old);
     }
 
     /// The task factory, `None` for the default.
@@ -440,6 +472,8 @@ impl EventLoop {
             fut_waiter: RefCell::new(None),
             resumed_from: Cell::new(std::ptr::null()),
             started: Cell::new(false),
+            cancelling_now: Cell::new(false),
+            cancel_directly: Cell::new(false),
             log_destroy_pending: Cell::new(true),
         };
         let cell: Rc<TaskCell<T, F>> = Rc::new_cyclic(|weak: &Weak<TaskCell<T, F>>| {
@@ -607,6 +641,7 @@ fn uncancel(task: &TaskState) -> u32 {
         task.num_cancels_requested.set(n - 1);
         if n == 1 {
             task.must_cancel.set(false);
+            task.cancel_directly.set(false);
         }
     }
     task.num_cancels_requested.get()

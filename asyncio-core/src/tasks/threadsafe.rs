@@ -164,7 +164,8 @@ impl<T> ConcurrentFuture<T> {
         &self,
         timeout: Option<Duration>,
     ) -> Result<std::sync::MutexGuard<'_, CfInner<T>>> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        // An unrepresentable deadline waits without a limit.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut inner = self.lock();
         while matches!(inner.state, CfState::Pending) {
             match deadline {
