@@ -127,8 +127,12 @@ impl<T> StdFuture for Sleep<T> {
                 this.poll_waiting(cx)
             }
             State::Yielded => {
-                let outcome = resume_from_yield();
-                this.finish(outcome)
+                this.state = State::Done;
+                Poll::Ready(resume_from_yield().map(|()| {
+                    this.result
+                        .take()
+                        .unwrap_or_else(|| unreachable!("a sleep completes once"))
+                }))
             }
             State::Waiting(..) => this.poll_waiting(cx),
             State::Done => Poll::Ready(Err(Error::runtime(
