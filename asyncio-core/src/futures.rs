@@ -50,7 +50,7 @@ enum Waiter<T: 'static> {
     /// A task (or any `std` awaiter) blocked on the future.
     Wake(Waker),
     /// A library callback that needs no allocation: `notify(index)`.
-    Notify(CallbackId, Rc<dyn Notify>, usize),
+    Notify(CallbackId, Rc<dyn Notify>, u32),
     /// A user's done callback.
     Done(Box<DoneEntry<T>>),
 }
@@ -134,7 +134,7 @@ impl<T: 'static> Waiters<T> {
 /// A library-internal done callback: `notify(index)` runs in the loop
 /// (scheduled like `call_soon`) once the future it was added to is done.
 pub(crate) trait Notify {
-    fn notify(&self, index: usize);
+    fn notify(&self, index: u32);
 }
 
 /// The state every future and task shares.
@@ -204,7 +204,7 @@ pub(crate) trait FutureObj: std::any::Any {
     fn add_waker(&self, waker: &Waker);
     fn add_erased_callback(&self, name: &'static str, f: Box<dyn FnOnce()>) -> CallbackId;
     /// Adds a [`Notify`] done callback (scheduled at once if already done).
-    fn add_notify(&self, target: Rc<dyn Notify>, index: usize) -> CallbackId;
+    fn add_notify(&self, target: Rc<dyn Notify>, index: u32) -> CallbackId;
     /// The message a pending or delivered cancellation carries.
     fn cancel_message(&self) -> Option<String>;
     fn remove_callback(&self, id: CallbackId) -> usize;
@@ -518,7 +518,7 @@ impl<T: 'static, X: CellExt> FutureObj for FutureCell<T, X> {
         self.core.remove_callback(id)
     }
 
-    fn add_notify(&self, target: Rc<dyn Notify>, index: usize) -> CallbackId {
+    fn add_notify(&self, target: Rc<dyn Notify>, index: u32) -> CallbackId {
         let id = self.core.next_callback_id();
         if self.core.is_pending() {
             self.core.add_waiter(Waiter::Notify(id, target, index));

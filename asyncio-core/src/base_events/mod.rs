@@ -63,7 +63,7 @@ pub(crate) enum Ready {
     /// A `call_soon_threadsafe` callback.
     Threadsafe(Arc<ThreadsafeCall>),
     /// A library done callback (see `futures::Notify`).
-    Notify(Rc<dyn crate::futures::Notify>, usize),
+    Notify(Rc<dyn crate::futures::Notify>, u32),
 }
 
 enum Injected {
@@ -754,7 +754,7 @@ impl LoopInner {
 
     /// Schedules a [`Notify`](crate::futures::Notify) callback like `call_soon`
     /// (dropped on a closed loop, where it could never run).
-    pub(crate) fn push_notify(&self, target: Rc<dyn crate::futures::Notify>, index: usize) {
+    pub(crate) fn push_notify(&self, target: Rc<dyn crate::futures::Notify>, index: u32) {
         if !self.closed.get() {
             self.push_ready(Ready::Notify(target, index));
         }

@@ -147,15 +147,15 @@ fn start(
         if child.done() {
             shared.done_at_start.borrow_mut().push(index);
         } else {
-            child.add_notify(shared.clone(), index);
+            child.add_notify(shared.clone(), index as u32);
         }
     }
     (outer, shared)
 }
 
 impl Notify for Shared {
-    fn notify(&self, index: usize) {
-        self.child_done(index);
+    fn notify(&self, index: u32) {
+        self.child_done(index as usize);
     }
 }
 
