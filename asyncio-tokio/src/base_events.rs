@@ -376,42 +376,34 @@ pub(crate) async fn create_connection(
                 "host/port and sock can not be specified at the same time",
             ));
         }
-        let mut infos = ensure_resolved(
-            &loop_,
-            opts.host.as_deref(),
-            opts.port,
-            opts.family,
-            SOCK_STREAM,
-            opts.proto,
-            opts.flags,
-        )
-        .await?;
-        if infos.is_empty() {
-            return Err(Error::new(
-                ErrorKind::OSError,
-                "getaddrinfo() returned empty list",
-            ));
-        }
-        let local = match &opts.local_addr {
-            Some((host, port)) => {
-                let l = ensure_resolved(
+        // CPython's `_ensure_resolved` for a stream socket, where an empty
+        // answer is an error.
+        let resolve = |host: Option<&str>, port: Option<u16>| {
+            let loop_ = loop_.clone();
+            let host = host.map(str::to_owned);
+            async move {
+                let infos = ensure_resolved(
                     &loop_,
-                    Some(host),
-                    Some(*port),
+                    host.as_deref(),
+                    port,
                     opts.family,
                     SOCK_STREAM,
                     opts.proto,
                     opts.flags,
                 )
                 .await?;
-                if l.is_empty() {
+                if infos.is_empty() {
                     return Err(Error::new(
                         ErrorKind::OSError,
                         "getaddrinfo() returned empty list",
                     ));
                 }
-                Some(l)
+                Ok(infos)
             }
+        };
+        let mut infos = resolve(opts.host.as_deref(), opts.port).await?;
+        let local = match &opts.local_addr {
+            Some((host, port)) => Some(resolve(Some(host), Some(*port)).await?),
             None => None,
         };
         if let Some(n) = interleave.filter(|n| *n > 0) {

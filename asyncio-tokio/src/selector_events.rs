@@ -762,6 +762,10 @@ impl SocketTransport {
             self.registration.schedule();
             return;
         }
+        self.call_flow(&protocol, flow);
+    }
+
+    fn call_flow(&self, protocol: &StreamProtocolRef, flow: Flow) {
         let called = protocol
             .with(|mut p| match flow {
                 Flow::Pause => p.base().pause_writing(),
@@ -769,16 +773,12 @@ impl SocketTransport {
             })
             .and_then(|r| r);
         if let Err(e) = called {
-            self.flow_failed(&flow, e);
+            let message = match flow {
+                Flow::Pause => "protocol.pause_writing() failed",
+                Flow::Resume => "protocol.resume_writing() failed",
+            };
+            self.report(message, e);
         }
-    }
-
-    fn flow_failed(&self, flow: &Flow, e: Error) {
-        let message = match flow {
-            Flow::Pause => "protocol.pause_writing() failed",
-            Flow::Resume => "protocol.resume_writing() failed",
-        };
-        self.report(message, e);
     }
 
     fn flush_deferred(&self) {
@@ -795,15 +795,7 @@ impl SocketTransport {
                 self.registration.schedule();
                 return;
             }
-            let called = protocol
-                .with(|mut p| match flow {
-                    Flow::Pause => p.base().pause_writing(),
-                    Flow::Resume => p.base().resume_writing(),
-                })
-                .and_then(|r| r);
-            if let Err(e) = called {
-                self.flow_failed(&flow, e);
-            }
+            self.call_flow(&protocol, flow);
         }
     }
 }

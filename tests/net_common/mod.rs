@@ -4,6 +4,11 @@
 
 #![allow(dead_code)]
 
+#[path = "../common/logs.rs"]
+mod logs;
+#[allow(unused_imports)]
+pub use logs::{capture_logs, LogRecord};
+
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
@@ -612,63 +617,6 @@ pub fn pending_input(t: &Rc<dyn Transport>) -> usize {
         n as usize
     })
     .expect("socket open")
-}
-
-/// One `tracing` event.
-#[derive(Clone, Debug)]
-pub struct LogRecord {
-    pub level: tracing::Level,
-    pub target: String,
-    pub message: String,
-}
-
-#[derive(Clone, Default)]
-struct CaptureLayer {
-    records: std::sync::Arc<std::sync::Mutex<Vec<LogRecord>>>,
-}
-
-struct MessageVisitor(String);
-
-impl tracing::field::Visit for MessageVisitor {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
-        if field.name() == "message" {
-            self.0 = format!("{value:?}");
-        }
-    }
-
-    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        if field.name() == "message" {
-            self.0 = value.to_owned();
-        }
-    }
-}
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CaptureLayer {
-    fn on_event(
-        &self,
-        event: &tracing::Event<'_>,
-        _ctx: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        let mut visitor = MessageVisitor(String::new());
-        event.record(&mut visitor);
-        self.records.lock().unwrap().push(LogRecord {
-            level: *event.metadata().level(),
-            target: event.metadata().target().to_owned(),
-            message: visitor.0,
-        });
-    }
-}
-
-/// Runs `f` with a subscriber (for this thread only) that records every
-/// `tracing` event; returns `f`'s value and the events.
-pub fn capture_logs<R>(f: impl FnOnce() -> R) -> (R, Vec<LogRecord>) {
-    use tracing_subscriber::layer::SubscriberExt;
-    let layer = CaptureLayer::default();
-    let records = layer.records.clone();
-    let subscriber = tracing_subscriber::registry().with(layer);
-    let value = tracing::subscriber::with_default(subscriber, f);
-    let records = records.lock().unwrap().clone();
-    (value, records)
 }
 
 /// `unwrap_err()` for results whose value is not `Debug`.

@@ -518,6 +518,93 @@ where
     })
 }
 
+/// Declares a builder that holds the loop, the protocol factory and the
+/// options, and on `.await` hands them to the loop's network backend.
+macro_rules! network_builder {
+    ($(#[$doc:meta])* $name:ident($options:ty) connects via $method:ident) => {
+        network_builder!(@struct $(#[$doc])* $name($options));
+
+        impl<F, P> IntoFuture for $name<F>
+        where
+            F: FnOnce() -> P + 'static,
+            P: IntoStreamProtocol,
+        {
+            type Output = Result<ConnectionPair<P::Protocol>>;
+            type IntoFuture = LocalBoxFuture<'static, Self::Output>;
+
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(async move {
+                    let (factory, slot) = connection_factory(self.factory);
+                    let transport = self
+                        .loop_
+                        .network()?
+                        .$method(&self.loop_, factory, self.options)
+                        .await?;
+                    Ok((transport, take_protocol(&slot)?))
+                })
+            }
+        }
+    };
+    ($(#[$doc:meta])* $name:ident($options:ty) serves via $method:ident) => {
+        network_builder!(@struct $(#[$doc])* $name($options));
+
+        impl<F, P> IntoFuture for $name<F>
+        where
+            F: Fn() -> P + 'static,
+            P: IntoStreamProtocol,
+        {
+            type Output = Result<Server>;
+            type IntoFuture = LocalBoxFuture<'static, Result<Server>>;
+
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(async move {
+                    let factory = server_factory(self.factory);
+                    self.loop_
+                        .network()?
+                        .$method(&self.loop_, factory, self.options)
+                        .await
+                })
+            }
+        }
+    };
+    (@struct $(#[$doc:meta])* $name:ident($options:ty)) => {
+        $(#[$doc])*
+        pub struct $name<F> {
+            loop_: EventLoop,
+            factory: F,
+            options: $options,
+        }
+
+        impl<F> fmt::Debug for $name<F> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("options", &self.options)
+                    .finish()
+            }
+        }
+    };
+}
+
+network_builder!(
+    /// The builder of [`EventLoop::create_connection`]; await it for
+    /// `(transport, protocol)`.
+    CreateConnection(ConnectionOptions) connects via create_connection
+);
+network_builder!(
+    /// The builder of [`EventLoop::create_server`]; await it for the [`Server`].
+    CreateServer(ServerOptions) serves via create_server
+);
+network_builder!(
+    /// The builder of [`EventLoop::create_unix_connection`]; await it for
+    /// `(transport, protocol)`.
+    CreateUnixConnection(UnixConnectionOptions) connects via create_unix_connection
+);
+network_builder!(
+    /// The builder of [`EventLoop::create_unix_server`]; await it for the
+    /// [`Server`].
+    CreateUnixServer(UnixServerOptions) serves via create_unix_server
+);
+
 /// The TLS keyword arguments shared by the connection and server builders.
 macro_rules! tls_timeouts {
     ($($builder:ident),*) => {$(
@@ -542,22 +629,6 @@ tls_timeouts!(
     CreateUnixConnection,
     CreateUnixServer
 );
-
-/// The builder of [`EventLoop::create_connection`]; await it for
-/// `(transport, protocol)`.
-pub struct CreateConnection<F> {
-    loop_: EventLoop,
-    factory: F,
-    options: ConnectionOptions,
-}
-
-impl<F> fmt::Debug for CreateConnection<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CreateConnection")
-            .field("options", &self.options)
-            .finish()
-    }
-}
 
 impl<F> CreateConnection<F> {
     /// The host to connect to.
@@ -619,42 +690,6 @@ impl<F> CreateConnection<F> {
 
 /// What awaiting a connection builder yields.
 pub type ConnectionPair<P> = (Rc<dyn Transport>, Rc<RefCell<P>>);
-
-impl<F, P> IntoFuture for CreateConnection<F>
-where
-    F: FnOnce() -> P + 'static,
-    P: IntoStreamProtocol,
-{
-    type Output = Result<ConnectionPair<P::Protocol>>;
-    type IntoFuture = LocalBoxFuture<'static, Self::Output>;
-
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move {
-            let (factory, slot) = connection_factory(self.factory);
-            let transport = self
-                .loop_
-                .network()?
-                .create_connection(&self.loop_, factory, self.options)
-                .await?;
-            Ok((transport, take_protocol(&slot)?))
-        })
-    }
-}
-
-/// The builder of [`EventLoop::create_server`]; await it for the [`Server`].
-pub struct CreateServer<F> {
-    loop_: EventLoop,
-    factory: F,
-    options: ServerOptions,
-}
-
-impl<F> fmt::Debug for CreateServer<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CreateServer")
-            .field("options", &self.options)
-            .finish()
-    }
-}
 
 impl<F> CreateServer<F> {
     /// The host to bind (`""`: all interfaces, as `None`).
@@ -723,40 +758,6 @@ impl<F> CreateServer<F> {
     }
 }
 
-impl<F, P> IntoFuture for CreateServer<F>
-where
-    F: Fn() -> P + 'static,
-    P: IntoStreamProtocol,
-{
-    type Output = Result<Server>;
-    type IntoFuture = LocalBoxFuture<'static, Result<Server>>;
-
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move {
-            let factory = server_factory(self.factory);
-            self.loop_
-                .network()?
-                .create_server(&self.loop_, factory, self.options)
-                .await
-        })
-    }
-}
-
-/// The builder of [`EventLoop::create_unix_connection`].
-pub struct CreateUnixConnection<F> {
-    loop_: EventLoop,
-    factory: F,
-    options: UnixConnectionOptions,
-}
-
-impl<F> fmt::Debug for CreateUnixConnection<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CreateUnixConnection")
-            .field("options", &self.options)
-            .finish()
-    }
-}
-
 impl<F> CreateUnixConnection<F> {
     /// The socket path.
     pub fn path(mut self, path: impl Into<PathBuf>) -> Self {
@@ -772,42 +773,6 @@ impl<F> CreateUnixConnection<F> {
     pub fn server_hostname(mut self, name: impl Into<String>) -> Self {
         self.options.server_hostname = Some(name.into());
         self
-    }
-}
-
-impl<F, P> IntoFuture for CreateUnixConnection<F>
-where
-    F: FnOnce() -> P + 'static,
-    P: IntoStreamProtocol,
-{
-    type Output = Result<ConnectionPair<P::Protocol>>;
-    type IntoFuture = LocalBoxFuture<'static, Self::Output>;
-
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move {
-            let (factory, slot) = connection_factory(self.factory);
-            let transport = self
-                .loop_
-                .network()?
-                .create_unix_connection(&self.loop_, factory, self.options)
-                .await?;
-            Ok((transport, take_protocol(&slot)?))
-        })
-    }
-}
-
-/// The builder of [`EventLoop::create_unix_server`].
-pub struct CreateUnixServer<F> {
-    loop_: EventLoop,
-    factory: F,
-    options: UnixServerOptions,
-}
-
-impl<F> fmt::Debug for CreateUnixServer<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CreateUnixServer")
-            .field("options", &self.options)
-            .finish()
     }
 }
 
@@ -836,24 +801,5 @@ impl<F> CreateUnixServer<F> {
     pub fn cleanup_socket(mut self, on: bool) -> Self {
         self.options.cleanup_socket = on;
         self
-    }
-}
-
-impl<F, P> IntoFuture for CreateUnixServer<F>
-where
-    F: Fn() -> P + 'static,
-    P: IntoStreamProtocol,
-{
-    type Output = Result<Server>;
-    type IntoFuture = LocalBoxFuture<'static, Result<Server>>;
-
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move {
-            let factory = server_factory(self.factory);
-            self.loop_
-                .network()?
-                .create_unix_server(&self.loop_, factory, self.options)
-                .await
-        })
     }
 }
