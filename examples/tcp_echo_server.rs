@@ -2,8 +2,10 @@
 //! (asyncio-protocol.html#tcp-echo-server).
 //!
 //! `cargo run --release --example tcp_echo_server -- 127.0.0.1:8888` serves
-//! until killed. With `--quiet` it prints nothing per connection (for load
-//! generators).
+//! until killed. Unlike the docs' server, it keeps each connection open
+//! after echoing, so that a load generator can send many messages on one
+//! connection (`tcp_echo_client` closes its end itself). With `--quiet` it
+//! prints nothing per connection.
 
 use std::rc::Rc;
 
@@ -20,11 +22,9 @@ impl BaseProtocol for EchoServerProtocol {}
 impl Protocol for EchoServerProtocol {
     fn connection_made(&mut self, transport: Rc<dyn Transport>) -> asyncio::Result<()> {
         if !self.quiet {
-            let peername = transport.get_extra_info("peername");
-            println!(
-                "Connection from {:?}",
-                peername.and_then(|p| p.as_address().cloned())
-            );
+            if let Some(peername) = transport.get_extra_info("peername") {
+                println!("Connection from {peername}");
+            }
         }
         self.transport = Some(transport);
         Ok(())
@@ -32,8 +32,9 @@ impl Protocol for EchoServerProtocol {
 
     fn data_received(&mut self, data: &[u8]) -> asyncio::Result<()> {
         if !self.quiet {
-            println!("Data received: {:?}", String::from_utf8_lossy(data));
-            println!("Send: {:?}", String::from_utf8_lossy(data));
+            let message = String::from_utf8_lossy(data);
+            println!("Data received: '{message}'");
+            println!("Send: '{message}'");
         }
         match &self.transport {
             Some(t) => t.write(data),
@@ -65,7 +66,9 @@ async fn main() -> asyncio::Result<()> {
         .port(port)
         .await?;
     for sock in server.sockets() {
-        println!("Serving on {:?}", sock.getsockname());
+        if let Some(addr) = sock.getsockname() {
+            println!("Serving on {addr}");
+        }
     }
     server.run(server.serve_forever()).await
 }

@@ -57,6 +57,30 @@ async fn connection_refused_is_a_connection_refused_error() -> asyncio::Result<(
     Ok(())
 }
 
+/// A broadcast or multicast address has no TCP route: the connect fails at
+/// once, and CPython raises the plain `OSError` (no "Connect call failed").
+#[asyncio::test]
+async fn an_unreachable_network_is_an_os_error_with_its_errno() -> asyncio::Result<()> {
+    let loop_ = asyncio::get_running_loop()?;
+    for host in ["255.255.255.255", "224.0.0.1"] {
+        let err = loop_
+            .create_connection(factory(&loop_))
+            .host(host)
+            .port(80)
+            .await
+            .failure();
+        assert_eq!(err.kind(), ErrorKind::OSError, "{host}");
+        assert_eq!(err.python_name(), "OSError", "{host}");
+        assert_eq!(err.raw_os_error(), Some(101), "{host}");
+        assert_eq!(
+            err.to_string(),
+            "[Errno 101] Network is unreachable",
+            "{host}"
+        );
+    }
+    Ok(())
+}
+
 #[asyncio::test]
 async fn all_errors_raises_an_exception_group() -> asyncio::Result<()> {
     let loop_ = asyncio::get_running_loop()?;
@@ -106,6 +130,122 @@ async fn unknown_host_is_a_gaierror() -> asyncio::Result<()> {
             "[Errno -3] Temporary failure in name resolution"
         );
     }
+    Ok(())
+}
+
+#[asyncio::test]
+async fn wait_for_on_a_connect_in_progress_is_a_timeout_error() -> asyncio::Result<()> {
+    let loop_ = asyncio::get_running_loop()?;
+    let hang = hanging_listener();
+    let connecting = loop_
+        .create_connection(factory(&loop_))
+        .host("127.0.0.1")
+        .port(hang.addr.port());
+    let err = asyncio::wait_for(connecting, 0.2).await.failure();
+    assert_eq!(err.kind(), ErrorKind::TimeoutError);
+    // With all_errors too: the cancellation is not turned into a group.
+    let connecting = loop_
+        .create_connection(factory(&loop_))
+        .host("127.0.0.1")
+        .port(hang.addr.port())
+        .all_errors(true);
+    let err = asyncio::wait_for(connecting, 0.2).await.failure();
+    assert_eq!(err.kind(), ErrorKind::TimeoutError);
+    Ok(())
+}
+
+#[asyncio::test]
+async fn cancelling_a_connect_in_progress_cancels_the_task() -> asyncio::Result<()> {
+    let loop_ = asyncio::get_running_loop()?;
+    let hang = hanging_listener();
+    let connecting = loop_
+        .create_connection(factory(&loop_))
+        .host("127.0.0.1")
+        .port(hang.addr.port());
+    let task = asyncio::create_task(async move { connecting.await.map(|_| ()) })?;
+    asyncio::sleep(0.05).await?;
+    assert!(!task.done());
+    task.cancel();
+    let err = task.as_any().await.failure();
+    assert!(err.is_cancelled(), "{err}");
+    assert!(task.cancelled());
+    Ok(())
+}
+
+/// `family=`, `proto=` and `flags=` reach `getaddrinfo` as in CPython
+/// (outcomes from CPython 3.13 on the same inputs).
+#[asyncio::test]
+async fn family_proto_and_flags_select_addresses_as_cpython() -> asyncio::Result<()> {
+    use asyncio::socket::{AF_INET, AF_INET6, AI_NUMERICHOST, IPPROTO_TCP, IPPROTO_UDP};
+    let loop_ = asyncio::get_running_loop()?;
+    let (server, port, _accepted) = serve_on_loopback(Rec::new).await?;
+    /// (host, family, proto, flags) -> Ok(the socket's proto) or Err(message)
+    type Case = (&'static str, i32, i32, i32, Result<i32, &'static str>);
+    let cases: [Case; 7] = [
+        (
+            "127.0.0.1",
+            AF_INET6,
+            0,
+            0,
+            Err("[Errno -9] Address family for hostname not supported"),
+        ),
+        (
+            "localhost",
+            AF_INET6,
+            0,
+            0,
+            Err("[Errno -2] Name or service not known"),
+        ),
+        (
+            "localhost",
+            0,
+            0,
+            AI_NUMERICHOST,
+            Err("[Errno -2] Name or service not known"),
+        ),
+        ("127.0.0.1", 0, IPPROTO_UDP, 0, Ok(IPPROTO_TCP)),
+        (
+            "localhost",
+            0,
+            IPPROTO_UDP,
+            0,
+            Err("[Errno -7] ai_socktype not supported"),
+        ),
+        ("localhost", AF_INET, IPPROTO_TCP, 0, Ok(IPPROTO_TCP)),
+        (
+            "::1",
+            AF_INET,
+            0,
+            0,
+            Err("[Errno -9] Address family for hostname not supported"),
+        ),
+    ];
+    for (host, family, proto, flags, expected) in cases {
+        let outcome = loop_
+            .create_connection(factory(&loop_))
+            .host(host)
+            .port(port)
+            .family(family)
+            .proto(proto)
+            .flags(flags)
+            .await;
+        let case = format!("{host} family={family} proto={proto} flags={flags}");
+        match (outcome, expected) {
+            (Ok((transport, _)), Ok(want)) => {
+                let info = transport.get_extra_info("socket");
+                let sock = info.as_ref().and_then(|i| i.as_socket()).expect(&case);
+                assert_eq!(sock.proto(), want, "{case}");
+                transport.close();
+            }
+            (Err(e), Err(want)) => {
+                assert_eq!(e.python_name(), "gaierror", "{case}");
+                assert_eq!(e.to_string(), want, "{case}");
+            }
+            (Ok(_), Err(want)) => panic!("{case}: connected, expected {want}"),
+            (Err(e), Ok(_)) => panic!("{case}: {e}"),
+        }
+    }
+    server.close();
     Ok(())
 }
 

@@ -180,6 +180,31 @@ async fn empty_host_binds_one_socket_per_family() -> asyncio::Result<()> {
     Ok(())
 }
 
+/// `family=` and `flags=` reach `getaddrinfo` (outcomes from CPython 3.13).
+#[asyncio::test]
+async fn family_and_flags_select_the_bound_addresses() -> asyncio::Result<()> {
+    use asyncio::socket::{AF_INET, AF_INET6, AI_NUMERICHOST};
+    let (server, _) = echo_server(|b| b.port(0).family(AF_INET6)).await?;
+    let got: Vec<(i32, String)> = server.sockets().iter().map(family_and_addr).collect();
+    assert_eq!(got, [(10, "::".to_owned())]);
+    server.close();
+    let (server, _) = echo_server(|b| b.host("127.0.0.1").port(0).family(AF_INET)).await?;
+    let got: Vec<(i32, String)> = server.sockets().iter().map(family_and_addr).collect();
+    assert_eq!(got, [(2, "127.0.0.1".to_owned())]);
+    server.close();
+    for configure in [
+        (|b: asyncio::base_events::CreateServer<Box<dyn Fn() -> Rec>>| {
+            b.host("localhost").port(0).family(AF_INET6)
+        }) as fn(_) -> _,
+        |b| b.host("localhost").port(0).flags(AI_NUMERICHOST),
+    ] {
+        let err = echo_server(configure).await.failure();
+        assert_eq!(err.python_name(), "gaierror");
+        assert_eq!(err.to_string(), "[Errno -2] Name or service not known");
+    }
+    Ok(())
+}
+
 #[asyncio::test]
 async fn a_list_of_hosts_binds_each_once() -> asyncio::Result<()> {
     let (server, _) = echo_server(|b| b.hosts(["127.0.0.1", "::1", "127.0.0.1"]).port(0)).await?;
@@ -268,6 +293,47 @@ async fn start_serving_false_then_start_serving() -> asyncio::Result<()> {
     server.close();
     assert!(!server.is_serving());
     server.wait_closed().await?;
+    Ok(())
+}
+
+/// The same server through `&dyn AbstractServer` (code generic over
+/// server kinds).
+#[asyncio::test]
+async fn the_abstract_server_interface_drives_a_server() -> asyncio::Result<()> {
+    use asyncio::AbstractServer;
+    let (server, accepted) =
+        echo_server(|b| b.host("127.0.0.1").port(0).start_serving(false)).await?;
+    let port = server_port(&server);
+    let abstract_server: &dyn AbstractServer = &server;
+    assert!(!abstract_server.is_serving());
+    abstract_server.start_serving().await?;
+    assert!(abstract_server.is_serving());
+    assert!(abstract_server
+        .get_loop()
+        .ptr_eq(&asyncio::get_running_loop()?));
+    let (client, client_log) = connect(port, Rec::new).await?;
+    let server_log = accepted.next().await?;
+    server_log.wait_made().await?;
+    abstract_server.close_clients();
+    client_log.wait_lost().await?;
+    drop(client);
+    let (_client, client_log) = connect(port, Rec::new).await?;
+    accepted.next().await?.wait_made().await?;
+    abstract_server.abort_clients();
+    client_log.wait_lost().await?;
+    // serve_forever ends (cancelled) when the server closes.
+    let serving = {
+        let server = server.clone();
+        asyncio::create_task(async move {
+            let s: &dyn AbstractServer = &server;
+            s.serve_forever().await
+        })?
+    };
+    asyncio::sleep(0).await?;
+    abstract_server.close();
+    assert!(!abstract_server.is_serving());
+    assert!(serving.as_any().await.failure().is_cancelled());
+    abstract_server.wait_closed().await?;
     Ok(())
 }
 

@@ -834,6 +834,83 @@ async fn error_from_eof_received_is_fatal() -> asyncio::Result<()> {
 }
 
 #[asyncio::test]
+async fn failing_pause_and_resume_writing_are_reported_and_writing_goes_on() -> asyncio::Result<()>
+{
+    let loop_ = asyncio::get_running_loop()?;
+    let handled = record_handler(&loop_);
+    let p = pair(Rec::new, |log| Rec {
+        on_pause: Some(Box::new(|_| Err(Error::runtime("no pause")))),
+        on_resume: Some(Box::new(|_| Err(Error::runtime("no resume")))),
+        ..Rec::new(log)
+    })
+    .await?;
+    let total = 8 << 20;
+    let data = pattern(total);
+    // Outside any protocol callback, so pause_writing is called at once.
+    p.client.write(&data)?;
+    assert!(p.client.get_write_buffer_size() > 65536);
+    assert_eq!(p.client_log.summary(), ["made", "pause_writing"]);
+    assert_eq!(
+        *handled.borrow(),
+        [(
+            "protocol.pause_writing() failed".to_owned(),
+            Some(runtime_error("no pause"))
+        )]
+    );
+    // The peer reads everything; the buffer drains and resume_writing fails too.
+    assert_eq!(p.server_log.wait_data(total).await?, data);
+    p.client_log.wait_resumed().await?;
+    assert_eq!(
+        p.client_log.summary(),
+        ["made", "pause_writing", "resume_writing"]
+    );
+    assert_eq!(
+        handled.borrow()[1],
+        (
+            "protocol.resume_writing() failed".to_owned(),
+            Some(runtime_error("no resume"))
+        )
+    );
+    assert_eq!(
+        handled_keys(),
+        [["protocol", "transport"], ["protocol", "transport"]]
+    );
+    assert!(!p.client.is_closing());
+    p.client.close();
+    p.server.close();
+    Ok(())
+}
+
+#[asyncio::test]
+async fn an_error_from_connection_made_is_reported_and_the_connection_goes_on(
+) -> asyncio::Result<()> {
+    let loop_ = asyncio::get_running_loop()?;
+    let handled = record_handler(&loop_);
+    let p = pair(
+        |log| Rec {
+            on_made: Some(Box::new(|_| Err(Error::runtime("made failed")))),
+            ..Rec::new(log)
+        },
+        Rec::new,
+    )
+    .await?;
+    p.client.write(b"still here")?;
+    assert_eq!(p.server_log.wait_data(10).await?, b"still here");
+    let seen = handled.borrow().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    // CPython: the callback handle's own report ("Exception in callback ...").
+    assert!(
+        seen[0].0.starts_with("Exception in callback "),
+        "{}",
+        seen[0].0
+    );
+    assert_eq!(seen[0].1, Some(runtime_error("made failed")));
+    p.client.close();
+    p.server.close();
+    Ok(())
+}
+
+#[asyncio::test]
 async fn peer_reset_gives_connection_lost_with_connection_reset_error() -> asyncio::Result<()> {
     let loop_ = asyncio::get_running_loop()?;
     let handled = record_handler(&loop_);
@@ -914,6 +991,8 @@ async fn get_extra_info_peername_sockname_socket_and_unknown_keys() -> asyncio::
     let c_peer = p.client.get_extra_info("peername").expect("peername");
     let s_sock = st.get_extra_info("sockname").expect("sockname");
     let s_peer = st.get_extra_info("peername").expect("peername");
+    // `str()` of the value, as Python prints it.
+    assert_eq!(c_peer.to_string(), format!("('127.0.0.1', {port})"));
     let c_sock = c_sock.as_address().expect("address").clone();
     let c_peer = c_peer.as_address().expect("address").clone();
     assert_eq!(format!("{c_peer:?}"), format!("('127.0.0.1', {port})"));

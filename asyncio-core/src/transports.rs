@@ -281,6 +281,18 @@ impl ExtraInfo {
     }
 }
 
+/// Python's `str()` of the value: `('127.0.0.1', 8888)` for an address.
+impl fmt::Display for ExtraInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExtraInfo::Address(a) => fmt::Display::fmt(a, f),
+            ExtraInfo::Socket(s) => fmt::Debug::fmt(s, f),
+            ExtraInfo::Text(t) => f.write_str(t),
+            ExtraInfo::Int(i) => fmt::Display::fmt(i, f),
+        }
+    }
+}
+
 /// The socket under a transport (Python's `trsock.TransportSocket`): its
 /// descriptor, family and type, for inspection and socket options. It does
 /// not own the socket; once the transport closed it, `fileno()` is -1.

@@ -23,7 +23,7 @@ use asyncio_core::{
     Error, ErrorKind, EventLoop, Future, Registration, Result, ReturnWhen, Schedulable, Server,
 };
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixListener, UnixStream};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 use crate::dns::ensure_resolved;
 use crate::selector_events::{ReadBuffer, SocketInfo, SocketTransport, Stream};
@@ -276,12 +276,30 @@ async fn connect_sock_inner(
             });
         }
     }
+    // CPython's `sock_connect`: an error from `connect()` itself is raised
+    // as it is; one that arrives later names the address.
+    let in_progress = match sock.connect(&SockAddr::from(*addr)) {
+        Ok(()) => false,
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => true,
+        Err(e) => return Err(Error::from(e)),
+    };
     let std: std::net::TcpStream = OwnedFd::from(sock).into();
-    let tcp = TcpSocket::from_std_stream(std);
-    let addr = *addr;
-    asyncio_core::cancellable(tcp.connect(addr))
-        .await?
-        .map_err(|e| os_error(&e, format!("Connect call failed {:?}", Address::Inet(addr))))
+    let stream = TcpStream::from_std(std).map_err(Error::from)?;
+    if in_progress {
+        let failed = |e: io::Error| {
+            os_error(
+                &e,
+                format!("Connect call failed {:?}", Address::Inet(*addr)),
+            )
+        };
+        asyncio_core::cancellable(stream.writable())
+            .await?
+            .map_err(failed)?;
+        if let Some(e) = stream.take_error().map_err(failed)? {
+            return Err(failed(e));
+        }
+    }
+    Ok(stream)
 }
 
 /// Tries `infos` in turn, or staggered with `delay` (happy eyeballs:
@@ -295,8 +313,13 @@ async fn connect_any(
 ) -> Result<Option<TcpStream>> {
     let Some(delay) = delay else {
         for info in infos {
-            if let Ok(s) = connect_sock(info, local.clone(), errors.clone()).await {
-                return Ok(Some(s));
+            match connect_sock(info, local.clone(), errors.clone()).await {
+                Ok(s) => return Ok(Some(s)),
+                // Already in `errors`; try the next address.
+                Err(e) if e.kind() == ErrorKind::OSError => {}
+                // Cancellation (and anything else) ends the attempt, as
+                // CPython's `except OSError: continue` lets it through.
+                Err(e) => return Err(e),
             }
         }
         return Ok(None);
@@ -907,3 +930,7 @@ pub(crate) async fn connect_accepted_socket(
     let stream = in_runtime(&loop_, || stream_from_fd(sock))?.0;
     connection_transport(&loop_, stream, factory).await
 }
+
+#[cfg(test)]
+#[path = "base_events_tests.rs"]
+mod tests;

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use asyncio_core::base_events::{AddrInfo, AddrInfoQuery, LocalBoxFuture};
-use asyncio_core::socket::{AF_INET, AF_INET6, AF_UNSPEC, SOCK_DGRAM, SOCK_RAW, SOCK_STREAM};
+use asyncio_core::socket::{AF_INET, AF_INET6, AF_UNSPEC, SOCK_DGRAM, SOCK_STREAM};
 use asyncio_core::{Address, Error, EventLoop, Result};
 
 const IPPROTO_TCP: i32 = 6;
@@ -60,14 +60,16 @@ pub(crate) fn numeric_addrinfo(
     if family != AF_UNSPEC && family != af {
         return None;
     }
-    let proto = match (proto, type_) {
-        (0, SOCK_STREAM) => IPPROTO_TCP,
-        (0, SOCK_DGRAM) => IPPROTO_UDP,
-        (p, _) => p,
-    };
-    if type_ == 0 || type_ == SOCK_RAW {
+    // As CPython's `_ipaddr_info`, which overrides a TCP/UDP `proto` by
+    // the socket type.
+    if ![0, IPPROTO_TCP, IPPROTO_UDP].contains(&proto) {
         return None;
     }
+    let proto = match type_ {
+        SOCK_STREAM => IPPROTO_TCP,
+        SOCK_DGRAM => IPPROTO_UDP,
+        _ => return None,
+    };
     Some(vec![AddrInfo {
         family: af,
         type_,

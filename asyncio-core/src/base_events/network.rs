@@ -17,6 +17,7 @@ use std::rc::Rc;
 use super::server::Server;
 use super::EventLoop;
 use crate::exceptions::{Error, Result};
+use crate::futures::{Awaitable, Future};
 use crate::protocols::{IntoStreamProtocol, StreamProtocolRef};
 use crate::socket::{self, AF_UNSPEC, AI_PASSIVE};
 use crate::transports::{Address, Transport};
@@ -518,6 +519,26 @@ where
     })
 }
 
+/// Implements [`Awaitable`] for a builder through its `IntoFuture`, so that
+/// `wait_for`, `shield`, `gather`… take the builder itself, as Python's take
+/// the coroutine.
+macro_rules! awaitable_via_into_future {
+    (impl<$($g:ident),*> $ty:ty => $out:ty $(where $($bounds:tt)*)?) => {
+        impl<$($g),*> Awaitable<$out> for $ty $(where $($bounds)*)? {
+            #[track_caller]
+            fn into_asyncio_future(self, loop_: Option<&EventLoop>) -> Result<(Future<$out>, bool)> {
+                self.into_future().into_asyncio_future(loop_)
+            }
+
+            fn extract(future: &Future<$out>, owned: bool) -> Result<$out> {
+                <<Self as IntoFuture>::IntoFuture as Awaitable<$out>>::extract(future, owned)
+            }
+        }
+    };
+}
+
+awaitable_via_into_future!(impl<> GetAddrInfo => Vec<AddrInfo>);
+
 /// Declares a builder that holds the loop, the protocol factory and the
 /// options, and on `.await` hands them to the loop's network backend.
 macro_rules! network_builder {
@@ -544,6 +565,9 @@ macro_rules! network_builder {
                 })
             }
         }
+
+        awaitable_via_into_future!(impl<F, P> $name<F> => ConnectionPair<P::Protocol>
+            where F: FnOnce() -> P + 'static, P: IntoStreamProtocol);
     };
     ($(#[$doc:meta])* $name:ident($options:ty) serves via $method:ident) => {
         network_builder!(@struct $(#[$doc])* $name($options));
@@ -566,6 +590,9 @@ macro_rules! network_builder {
                 })
             }
         }
+
+        awaitable_via_into_future!(impl<F, P> $name<F> => Server
+            where F: Fn() -> P + 'static, P: IntoStreamProtocol);
     };
     (@struct $(#[$doc:meta])* $name:ident($options:ty)) => {
         $(#[$doc])*

@@ -6,6 +6,7 @@ use std::fmt;
 use std::future::IntoFuture;
 use std::rc::{Rc, Weak};
 
+use crate::base_events::network::LocalBoxFuture;
 use crate::base_events::EventLoop;
 use crate::exceptions::{Error, Result};
 use crate::transports::{Transport, TransportSocket};
@@ -266,19 +267,38 @@ impl fmt::Debug for Server {
 }
 
 /// Python's `AbstractServer`: the server interface, for code generic over
-/// server kinds.
+/// server kinds. Its async methods return boxed futures so that the trait
+/// stays object-safe (`&dyn AbstractServer`).
 pub trait AbstractServer {
-    /// Stops listening.
+    /// Stops listening (see [`Server::close`]).
     fn close(&self);
+    /// Closes every connection of this server (see [`Server::close_clients`]).
+    fn close_clients(&self);
+    /// Aborts every connection of this server (see [`Server::abort_clients`]).
+    fn abort_clients(&self);
     /// The loop.
     fn get_loop(&self) -> EventLoop;
     /// `true` while serving.
     fn is_serving(&self) -> bool;
+    /// Starts accepting connections (see [`Server::start_serving`]).
+    fn start_serving(&self) -> LocalBoxFuture<'_, Result<()>>;
+    /// Serves until cancelled (see [`Server::serve_forever`]).
+    fn serve_forever(&self) -> LocalBoxFuture<'_, Result<()>>;
+    /// Waits until closed with no connection left (see [`Server::wait_closed`]).
+    fn wait_closed(&self) -> LocalBoxFuture<'_, Result<()>>;
 }
 
 impl AbstractServer for Server {
     fn close(&self) {
         Server::close(self)
+    }
+
+    fn close_clients(&self) {
+        Server::close_clients(self)
+    }
+
+    fn abort_clients(&self) {
+        Server::abort_clients(self)
     }
 
     fn get_loop(&self) -> EventLoop {
@@ -287,5 +307,17 @@ impl AbstractServer for Server {
 
     fn is_serving(&self) -> bool {
         Server::is_serving(self)
+    }
+
+    fn start_serving(&self) -> LocalBoxFuture<'_, Result<()>> {
+        Box::pin(Server::start_serving(self))
+    }
+
+    fn serve_forever(&self) -> LocalBoxFuture<'_, Result<()>> {
+        Box::pin(Server::serve_forever(self))
+    }
+
+    fn wait_closed(&self) -> LocalBoxFuture<'_, Result<()>> {
+        Box::pin(Server::wait_closed(self))
     }
 }

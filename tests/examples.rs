@@ -1,0 +1,163 @@
+//! Runs every example and checks what it prints (the CPython docs' output,
+//! where the example comes from the docs).
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long an example may take: far above what any needs.
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// `target/<profile>/examples/<name>`. `cargo build --examples` runs first
+/// (once, and a no-op after `cargo test`, which builds them): running only
+/// this test target must not run stale examples.
+fn example(name: &str) -> Command {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--examples"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo build");
+        assert!(status.success(), "building the examples");
+    });
+    let deps = std::env::current_exe()
+        .expect("test executable")
+        .parent()
+        .expect("deps dir")
+        .to_path_buf();
+    let path: PathBuf = deps
+        .parent()
+        .expect("profile dir")
+        .join("examples")
+        .join(name);
+    let mut cmd = Command::new(path);
+    cmd.env_remove("ASYNCIO_DEBUG");
+    cmd
+}
+
+/// Waits for `child`, killing it (and failing) after [`LIMIT`].
+fn finish(mut child: Child, name: &str) -> Output {
+    let started = Instant::now();
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if started.elapsed() > LIMIT {
+            let _ = child.kill();
+            panic!("example {name} did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn run(name: &str, args: &[&str]) -> Vec<String> {
+    let child = example(name)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let out = finish(child, name);
+    assert!(
+        out.status.success(),
+        "{name}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn hello_world() {
+    assert_eq!(run("hello_world", &[]), ["Hello World"]);
+}
+
+#[test]
+fn display_date_prints_the_date_each_second_for_five_seconds() {
+    let lines = run("display_date", &[]);
+    // Five when the timers are on time; fewer only if they run very late.
+    assert!((1..=5).contains(&lines.len()), "{lines:?}");
+    let mut last = 0.0;
+    for line in &lines {
+        let secs: f64 = line
+            .strip_suffix(" (seconds since the epoch)")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"));
+        assert!(secs > last, "{lines:?}");
+        last = secs;
+    }
+}
+
+#[test]
+fn tasks_gather_timeout() {
+    let lines = run("tasks_gather_timeout", &[]);
+    for expected in [
+        "[2, 6, 24]",
+        "Task D: factorial(3) = 6",
+        "D returned 6",
+        "The long operation timed out, but we've handled it.",
+        "This statement will run regardless.",
+    ] {
+        assert!(lines.iter().any(|l| l == expected), "{expected}: {lines:?}");
+    }
+}
+
+#[test]
+fn socketpair_wait_for_data() {
+    assert_eq!(run("socketpair_wait_for_data", &[]), ["Received: \"abc\""]);
+}
+
+#[test]
+fn unix_echo() {
+    let lines = run("unix_echo", &[]);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(lines[0].starts_with("Serving on /"), "{lines:?}");
+    assert_eq!(lines[1], "Received: \"Hello over a Unix socket!\"");
+    assert_eq!(lines[2], "Socket file removed: true");
+}
+
+#[test]
+fn tcp_echo_server_and_client() {
+    let mut server = example("tcp_echo_server")
+        .arg("127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn server");
+    let mut stdout = BufReader::new(server.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("Serving on ...");
+    let port = first
+        .trim_end()
+        .strip_prefix("Serving on ('127.0.0.1', ")
+        .and_then(|s| s.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{first:?}"))
+        .to_owned();
+    let client = run("tcp_echo_client", &[&format!("127.0.0.1:{port}")]);
+    assert_eq!(
+        client,
+        [
+            "Data sent: 'Hello World!'",
+            "Data received: 'Hello World!'",
+            "The connection is closed",
+        ]
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).expect("server output");
+    let lines: Vec<&str> = rest.lines().collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(
+        lines[0].starts_with("Connection from ('127.0.0.1', "),
+        "{lines:?}"
+    );
+    assert_eq!(lines[1], "Data received: 'Hello World!'");
+    assert_eq!(lines[2], "Send: 'Hello World!'");
+}
