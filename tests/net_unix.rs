@@ -196,6 +196,81 @@ async fn a_regular_file_at_the_path_is_address_in_use() -> asyncio::Result<()> {
     Ok(())
 }
 
+/// A path that cannot even be checked (a regular file stands where a
+/// directory should): logged as CPython does, and bind() fails with it.
+#[test]
+fn a_stale_path_that_cannot_be_checked_is_logged() {
+    let file = sock_path("notadir");
+    std::fs::write(&file, b"a file, not a directory").unwrap();
+    let path = file.join("sock");
+    let p = path.clone();
+    let (outcome, logs) = capture_logs(|| {
+        asyncio::run(async move {
+            let loop_ = asyncio::get_running_loop()?;
+            loop_.create_unix_server(factory_fn).path(p).await.map(drop)
+        })
+    });
+    let err = outcome.unwrap_err();
+    assert_eq!(err.python_name(), "NotADirectoryError");
+    assert_eq!(err.raw_os_error(), Some(20));
+    let errors: Vec<&str> = logs
+        .iter()
+        .filter(|r| r.level == tracing::Level::ERROR)
+        .map(|r| r.message.as_str())
+        .collect();
+    assert_eq!(
+        errors,
+        [format!(
+            "Unable to check or remove stale UNIX socket '{}': NotADirectoryError(20, 'Not a directory')",
+            path.display()
+        )]
+    );
+    std::fs::remove_file(&file).unwrap();
+}
+
+/// The socket file cannot be looked at any more when the server closes:
+/// logged as CPython does, and the server still closes.
+#[test]
+fn a_socket_file_that_cannot_be_cleaned_up_is_logged() {
+    let dir = sock_path("dir");
+    std::fs::create_dir(&dir).unwrap();
+    let path = dir.join("sock");
+    let moved = sock_path("moved");
+    let (p, d, m) = (path.clone(), dir.clone(), moved.clone());
+    let (outcome, logs) = capture_logs(|| {
+        asyncio::run(async move {
+            let loop_ = asyncio::get_running_loop()?;
+            let server = loop_.create_unix_server(factory_fn).path(&p).await?;
+            // The directory goes; a regular file takes its name.
+            std::fs::rename(&d, &m)?;
+            std::fs::write(&d, b"not a directory")?;
+            server.close();
+            server.wait_closed().await
+        })
+    });
+    outcome.unwrap();
+    let errors: Vec<&str> = logs
+        .iter()
+        .filter(|r| r.level == tracing::Level::ERROR)
+        .map(|r| r.message.as_str())
+        .collect();
+    assert_eq!(
+        errors,
+        [format!(
+            "Unable to clean up listening UNIX socket '{}': NotADirectoryError(20, 'Not a directory')",
+            path.display()
+        )]
+    );
+    std::fs::remove_file(&dir).unwrap();
+    std::fs::remove_dir_all(&moved).unwrap();
+}
+
+fn factory_fn() -> Rec {
+    Rec::new(&Log::new(
+        &asyncio::get_running_loop().expect("a running loop"),
+    ))
+}
+
 #[asyncio::test]
 async fn connecting_to_a_missing_path_is_file_not_found() -> asyncio::Result<()> {
     let loop_ = asyncio::get_running_loop()?;

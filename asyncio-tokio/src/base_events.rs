@@ -105,6 +105,33 @@ fn os_error(e: &io::Error, message: String) -> Error {
 
 /// Python's `str(exc.strerror).lower()` with its `[errno N]` prefix, as
 /// 3.13 prints it in bind errors.
+/// Python's `repr()` of the `OSError` for `e`: `NotADirectoryError(20, 'Not a directory')`.
+fn os_error_repr(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => {
+            let err = Error::from(io::Error::from_raw_os_error(n));
+            let text = err.to_string();
+            let strerror = text.split_once("] ").map_or(text.as_str(), |(_, t)| t);
+            format!("{}({n}, '{strerror}')", err.python_name())
+        }
+        None => format!("OSError('{e}')"),
+    }
+}
+
+/// `except FileNotFoundError: pass`.
+trait FilterNotFound {
+    fn filter_not_found(self) -> io::Result<()>;
+}
+
+impl FilterNotFound for io::Result<()> {
+    fn filter_not_found(self) -> io::Result<()> {
+        match self {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+}
+
 fn lower_os_text(e: &io::Error) -> String {
     match e.raw_os_error() {
         Some(n) => format!(
@@ -659,8 +686,20 @@ impl Listener for ListenerHandle {
         drop(socket);
         acceptor.server.borrow_mut().take();
         if let Some((path, ino)) = &acceptor.cleanup {
-            if std::fs::metadata(path).is_ok_and(|m| m.ino() == *ino) {
-                let _ = std::fs::remove_file(path);
+            let removed = std::fs::metadata(path).and_then(|m| {
+                if m.ino() == *ino {
+                    std::fs::remove_file(path)
+                } else {
+                    Ok(())
+                }
+            });
+            if let Err(e) = removed.filter_not_found() {
+                tracing::error!(
+                    target: "asyncio",
+                    "Unable to clean up listening UNIX socket '{}': {}",
+                    path.display(),
+                    os_error_repr(&e)
+                );
             }
         }
     }
@@ -870,18 +909,22 @@ pub(crate) async fn create_unix_server(
             let sock = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(Error::from)?;
             let is_abstract = path.as_os_str().as_encoded_bytes().first() == Some(&0);
             if !is_abstract {
-                match std::fs::metadata(&path) {
-                    Ok(m) if m.file_type().is_socket() => {
-                        // A stale socket file of an earlier server.
-                        if let Err(e) = std::fs::remove_file(&path) {
-                            tracing::error!(
-                                target: "asyncio",
-                                "Unable to check or remove stale UNIX socket {:?}: {}",
-                                path, e
-                            );
-                        }
+                // A stale socket file of an earlier server goes; a failure
+                // other than "not found" is logged, and bind() reports it.
+                let removed = std::fs::metadata(&path).and_then(|m| {
+                    if m.file_type().is_socket() {
+                        std::fs::remove_file(&path)
+                    } else {
+                        Ok(())
                     }
-                    _ => {}
+                });
+                if let Err(e) = removed.filter_not_found() {
+                    tracing::error!(
+                        target: "asyncio",
+                        "Unable to check or remove stale UNIX socket '{}': {}",
+                        path.display(),
+                        os_error_repr(&e)
+                    );
                 }
             }
             let addr = SockAddr::unix(&path).map_err(Error::from)?;
