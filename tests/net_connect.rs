@@ -155,6 +155,30 @@ async fn wait_for_on_a_connect_in_progress_is_a_timeout_error() -> asyncio::Resu
 }
 
 #[asyncio::test]
+async fn builders_go_into_gather_and_shield_as_coroutines_do() -> asyncio::Result<()> {
+    let loop_ = asyncio::get_running_loop()?;
+    let (server, port, _accepted) = serve_on_loopback(Rec::new).await?;
+    let connect = || {
+        loop_
+            .create_connection(factory(&loop_))
+            .host("127.0.0.1")
+            .port(port)
+    };
+    let pairs = asyncio::gather([connect(), connect()]).await?;
+    assert_eq!(pairs.len(), 2);
+    let (transport, _) = asyncio::shield(connect())?.await?;
+    for t in pairs.iter().map(|(t, _)| t).chain([&transport]) {
+        assert_eq!(
+            t.get_extra_info("peername").map(|p| p.to_string()),
+            Some(format!("('127.0.0.1', {port})"))
+        );
+        t.close();
+    }
+    server.close();
+    Ok(())
+}
+
+#[asyncio::test]
 async fn cancelling_a_connect_in_progress_cancels_the_task() -> asyncio::Result<()> {
     let loop_ = asyncio::get_running_loop()?;
     let hang = hanging_listener();
