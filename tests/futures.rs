@@ -571,6 +571,67 @@ fn repr_in_debug_mode_shows_creation_location() {
     loop_.close().unwrap();
 }
 
+// ----- loop.create_future() -----
+
+#[test]
+fn create_future_gives_a_pending_future_of_that_loop() {
+    // The loop is not running: create_future needs no running loop.
+    let loop_ = asyncio::new_event_loop().unwrap();
+    let other = asyncio::new_event_loop().unwrap();
+    let f = loop_.create_future::<i32>();
+    assert!(!loop_.is_running());
+    assert!(f.get_loop().ptr_eq(&loop_));
+    assert!(!f.get_loop().ptr_eq(&other));
+    assert!(!f.done());
+    assert_eq!(format!("{f:?}"), "<Future pending>");
+    let setter = f.clone();
+    loop_.call_soon(move || setter.set_result(7)).unwrap();
+    assert_eq!(loop_.run_until_complete(f.clone()).unwrap(), 7);
+    loop_.close().unwrap();
+    other.close().unwrap();
+}
+
+#[test]
+fn create_future_inside_the_running_loop() {
+    let value = on_loop(|_| async {
+        let loop_ = asyncio::get_running_loop()?;
+        let f = loop_.create_future::<String>();
+        assert!(f.get_loop().ptr_eq(&loop_));
+        let setter = f.clone();
+        loop_.call_later(0.001, move || setter.set_result("late".to_owned()))?;
+        f.await
+    });
+    assert_eq!(value, "late");
+}
+
+#[test]
+fn create_future_records_the_caller_in_debug_mode() {
+    let loop_ = asyncio::new_event_loop().unwrap();
+    loop_.set_debug(true);
+    let f = loop_.create_future::<()>();
+    let line = line!() - 1;
+    let r = format!("{f:?}");
+    assert!(
+        r.starts_with(&format!("<Future pending created at {}:{line}:", file!())),
+        "the caller's line, not the library's: {r}"
+    );
+    loop_.close().unwrap();
+}
+
+#[test]
+fn create_future_on_a_closed_loop_succeeds() {
+    // CPython: loop.close(); loop.create_future() -> <Future pending>,
+    // attached to the closed loop; set_result()/result() still work.
+    let loop_ = asyncio::new_event_loop().unwrap();
+    loop_.close().unwrap();
+    let f = loop_.create_future::<i32>();
+    assert!(f.get_loop().ptr_eq(&loop_));
+    assert!(f.get_loop().is_closed());
+    assert!(!f.done());
+    f.set_result(3).unwrap();
+    assert_eq!(f.result().unwrap(), 3);
+}
+
 // ----- exception never retrieved -----
 
 #[test]
