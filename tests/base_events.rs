@@ -429,6 +429,41 @@ fn set_debug_and_get_debug() {
     loop_.close().unwrap();
 }
 
+#[test]
+fn debug_mode_handle_reprs_give_file_and_line_without_column() {
+    // CPython 3.13 (debug): <Handle print() created at /tmp/x.py:23>
+    let loop_ = new_loop();
+    loop_.set_debug(true);
+    let h = loop_.call_soon(|| ()).unwrap();
+    let line = line!() - 1;
+    assert_eq!(
+        format!("{h:?}"),
+        format!(
+            "<Handle {}() created at {}:{line}>",
+            h.callback_name(),
+            file!()
+        )
+    );
+    let t = loop_.call_at(5.5, || ()).unwrap();
+    let line = line!() - 1;
+    assert_eq!(
+        format!("{t:?}"),
+        format!(
+            "<TimerHandle when=5.5 {}() created at {}:{line}>",
+            t.as_handle().callback_name(),
+            file!()
+        )
+    );
+    // Outside debug mode there is no location at all.
+    loop_.set_debug(false);
+    let plain = loop_.call_soon(|| ()).unwrap();
+    assert_eq!(
+        format!("{plain:?}"),
+        format!("<Handle {}()>", plain.callback_name())
+    );
+    loop_.close().unwrap();
+}
+
 const CHILD_EXPECT_DEBUG: &str = "ASYNCIO_TEST_CHILD_EXPECT_DEBUG";
 
 #[test]

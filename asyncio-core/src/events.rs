@@ -257,7 +257,10 @@ impl Handle {
             info.push(format!("{}()", cell.callback.name()));
         }
         if cell.debug {
-            info.push(format!("created at {}", cell.location));
+            info.push(format!(
+                "created at {}",
+                crate::format_helpers::py_location(cell.location)
+            ));
         }
         info
     }

@@ -1,5 +1,13 @@
 //! Formatting as Python prints things.
 
+use std::panic::Location;
+
+/// Where something was created, as CPython's debug-mode reprs print it:
+/// `file:line` (`created at file:line`), without Rust's column.
+pub(crate) fn py_location(location: &Location<'_>) -> String {
+    format!("{}:{}", location.file(), location.line())
+}
+
 /// Python's `repr()` of a float: `1.0`, `0.5`, `1e-05`, `1e+16`, `inf`, `nan`.
 pub fn py_float(x: f64) -> String {
     if x.is_nan() {

@@ -381,7 +381,10 @@ impl<T: 'static> FutureCore<T> {
             info.push(cb);
         }
         if self.debug {
-            info.push(format!("created at {}", self.location));
+            info.push(format!(
+                "created at {}",
+                crate::format_helpers::py_location(self.location)
+            ));
         }
         info
     }
