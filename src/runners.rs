@@ -121,7 +121,9 @@ impl Runner {
     /// (`Runner.run(coro)`).
     ///
     /// Errors: `"Runner.run() cannot be called from a running event loop"`,
-    /// `"Runner is closed"`, and whatever the coroutine fails with.
+    /// `"Runner is closed"`, `"Cannot run the event loop while another loop
+    /// is running"` (inside a Tokio runtime; refused before the coroutine
+    /// becomes a task), and whatever the coroutine fails with.
     #[track_caller]
     pub fn run<T, F>(&mut self, coro: F) -> Result<T>
     where
@@ -134,6 +136,9 @@ impl Runner {
             ));
         }
         let loop_ = self.lazy_init()?;
+        // Refuse (e.g. inside a Tokio runtime) before the main task exists,
+        // so that no pending task is left to report at close.
+        loop_._check_running()?;
         let task = loop_.create_task(coro)?;
         loop_.run_task_until_complete(task)
     }

@@ -132,6 +132,72 @@ fn running_a_second_loop_inside_the_first_fails() {
 }
 
 #[test]
+fn run_until_complete_inside_a_tokio_runtime_is_refused_before_anything_is_created() {
+    // The loop cannot block inside another (Tokio) runtime. As CPython's
+    // `_check_running` runs before `ensure_future`, the refusal comes before
+    // the coroutine is wrapped in a task: nothing is left pending.
+    let ((), logs) = capture_logs(|| {
+        let loop_ = new_loop();
+        let seen = record_exceptions(&loop_);
+        let ran = Rc::new(Cell::new(false));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let r = ran.clone();
+        let err = rt.block_on(async {
+            loop_
+                .run_until_complete(async move {
+                    r.set(true);
+                    Ok(1)
+                })
+                .unwrap_err()
+        });
+        assert_runtime_error(
+            err,
+            "Cannot run the event loop while another loop is running",
+        );
+        assert!(asyncio::all_tasks_of(&loop_).is_empty(), "no task was made");
+        assert_eq!(loop_.ready_len(), 0);
+        let err = rt.block_on(async { loop_.run_forever().unwrap_err() });
+        assert_runtime_error(
+            err,
+            "Cannot run the event loop while another loop is running",
+        );
+        assert!(!loop_.is_running());
+        drop(rt);
+        assert!(!ran.get());
+
+        // Outside Tokio the loop works as usual, and closes without a
+        // "Task was destroyed but it is pending!" report.
+        assert_eq!(loop_.run_until_complete(async { Ok(2) }).unwrap(), 2);
+        let l = loop_.clone();
+        let v = loop_
+            .run_until_complete(async move {
+                let t = l.create_task(async {
+                    asyncio::sleep(0.001).await?;
+                    Ok(3)
+                })?;
+                t.await
+            })
+            .unwrap();
+        assert_eq!(v, 3);
+        loop_.close().unwrap();
+        let seen = seen.borrow();
+        assert!(
+            seen.is_empty(),
+            "{:?}",
+            seen.iter().map(|s| &s.rendered).collect::<Vec<_>>()
+        );
+    });
+    assert!(
+        !logs
+            .iter()
+            .any(|r| r.message.contains("Task was destroyed")),
+        "{logs:?}"
+    );
+}
+
+#[test]
 fn run_until_complete_stopped_before_the_future_completed() {
     let loop_ = new_loop();
     let seen = record_exceptions(&loop_);

@@ -70,11 +70,9 @@ impl TokioEventLoop {
 
 impl AbstractEventLoop for TokioEventLoop {
     fn block_on(&self, driver: &mut dyn FnMut(&mut Context<'_>) -> Poll<()>) -> Result<()> {
-        if tokio::runtime::Handle::try_current().is_ok() {
-            return Err(Error::runtime(
-                "Cannot run the event loop while another loop is running",
-            ));
-        }
+        // Also checked by the loop before it creates anything; kept here
+        // for callers of `block_on` itself.
+        self.check_can_block()?;
         let runtime = self.runtime.borrow();
         let Some(runtime) = runtime.as_ref() else {
             return Err(Error::runtime("Event loop is closed"));
@@ -82,6 +80,16 @@ impl AbstractEventLoop for TokioEventLoop {
         // The loop gives Tokio's reactor its turn on its own schedule, so
         // Tokio's cooperative budget must not force extra yields inside it.
         runtime.block_on(tokio::task::unconstrained(std::future::poll_fn(driver)));
+        Ok(())
+    }
+
+    fn check_can_block(&self) -> Result<()> {
+        // Tokio refuses to block on a runtime from inside another one.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(Error::runtime(
+                "Cannot run the event loop while another loop is running",
+            ));
+        }
         Ok(())
     }
 

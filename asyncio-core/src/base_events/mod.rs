@@ -645,6 +645,8 @@ impl EventLoop {
         Ok(())
     }
 
+    /// CPython's `_check_running`, plus the implementation's own refusal
+    /// (another runtime on this thread): checked before anything is created.
     fn check_running(&self) -> Result<()> {
         if self.is_running() {
             return Err(Error::runtime("This event loop is already running"));
@@ -654,7 +656,18 @@ impl EventLoop {
                 "Cannot run the event loop while another loop is running",
             ));
         }
-        Ok(())
+        self.inner.backend.check_can_block()
+    }
+
+    /// Fails as [`run_forever`](EventLoop::run_forever) would refuse to
+    /// start (`"This event loop is already running"`, `"Cannot run the event
+    /// loop while another loop is running"` — another asyncio loop or another
+    /// runtime on this thread), without running anything. CPython's
+    /// `loop._check_running()`; for runners, which must refuse before they
+    /// create their main task.
+    #[doc(hidden)]
+    pub fn _check_running(&self) -> Result<()> {
+        self.check_running()
     }
 
     /// How many callbacks wait in the ready queue (for tests and diagnostics).
