@@ -198,6 +198,25 @@ fn run_until_complete_inside_a_tokio_runtime_is_refused_before_anything_is_creat
 }
 
 #[test]
+fn a_loop_closed_or_dropped_inside_a_tokio_runtime_does_not_panic() {
+    // Dropping a Tokio runtime inside another one panics in Tokio; the
+    // loop's own runtime is shut down without waiting there instead.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let closed = new_loop();
+    assert_eq!(closed.run_until_complete(async { Ok(1) }).unwrap(), 1);
+    let dropped = new_loop();
+    rt.block_on(async {
+        closed.close().unwrap();
+        drop(dropped);
+        let made_here = new_loop();
+        made_here.close().unwrap();
+    });
+    assert!(closed.is_closed());
+}
+
+#[test]
 fn run_until_complete_stopped_before_the_future_completed() {
     let loop_ = new_loop();
     let seen = record_exceptions(&loop_);

@@ -61,6 +61,39 @@ fn run_inside_a_running_loop_is_runtime_error() {
 }
 
 #[test]
+fn run_inside_a_tokio_runtime_is_refused_without_a_pending_task() {
+    // Refused before the coroutine becomes a task: nothing is reported as
+    // "Task was destroyed but it is pending!" when the loop closes.
+    let ran = Rc::new(Cell::new(false));
+    let (err, logs) = common::capture_logs(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let r = ran.clone();
+        rt.block_on(async move {
+            asyncio::run(async move {
+                r.set(true);
+                Ok(1)
+            })
+            .unwrap_err()
+        })
+    });
+    assert_eq!(
+        repr(err),
+        "RuntimeError('Cannot run the event loop while another loop is running')"
+    );
+    assert!(!ran.get());
+    assert!(
+        !logs
+            .iter()
+            .any(|r| r.message.contains("Task was destroyed")),
+        "{logs:?}"
+    );
+    // The thread can run a loop once out of Tokio.
+    assert_eq!(asyncio::run(async { Ok(5) }).unwrap(), 5);
+}
+
+#[test]
 fn run_cancels_and_awaits_remaining_tasks() {
     // CPython: main result ['lingering cancelled', 'cleanup awaited']
     let order = log();

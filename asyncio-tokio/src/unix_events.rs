@@ -68,6 +68,28 @@ impl TokioEventLoop {
     }
 }
 
+impl Drop for TokioEventLoop {
+    fn drop(&mut self) {
+        // A loop dropped without `close()`.
+        self.timer.get_mut().take();
+        shut_down(self.runtime.get_mut().take());
+    }
+}
+
+/// Drops the loop's runtime. Dropping a runtime waits for its blocking
+/// threads, which Tokio refuses (with a panic) inside another runtime; a
+/// loop closed or dropped there shuts its runtime down without waiting.
+fn shut_down(runtime: Option<LocalRuntime>) {
+    let Some(runtime) = runtime else {
+        return;
+    };
+    if tokio::runtime::Handle::try_current().is_ok() {
+        runtime.shutdown_background();
+    } else {
+        drop(runtime);
+    }
+}
+
 impl AbstractEventLoop for TokioEventLoop {
     fn block_on(&self, driver: &mut dyn FnMut(&mut Context<'_>) -> Poll<()>) -> Result<()> {
         // Also checked by the loop before it creates anything; kept here
@@ -107,7 +129,7 @@ impl AbstractEventLoop for TokioEventLoop {
         let timer = self.timer.borrow_mut().take();
         drop(timer);
         let runtime = self.runtime.borrow_mut().take();
-        drop(runtime);
+        shut_down(runtime);
     }
 
     fn name(&self) -> &'static str {
