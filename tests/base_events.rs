@@ -851,6 +851,45 @@ fn nan_delays_are_value_errors() {
 }
 
 #[test]
+fn call_later_infinity_never_fires_and_can_be_cancelled() {
+    // CPython 3.13: h = loop.call_later(float('inf'), f) -> h.when() == inf,
+    // repr <TimerHandle when=inf f()>; after h.cancel():
+    // <TimerHandle cancelled when=inf>. call_at(float('inf')) likewise.
+    let loop_ = new_loop();
+    let events = log();
+    let h = loop_
+        .call_later(f64::INFINITY, push(&events, "later inf"))
+        .unwrap();
+    assert_eq!(h.when(), f64::INFINITY);
+    assert_eq!(
+        format!("{h:?}"),
+        format!("<TimerHandle when=inf {}()>", h.as_handle().callback_name())
+    );
+    let at = loop_
+        .call_at(f64::INFINITY, push(&events, "at inf"))
+        .unwrap();
+    assert_eq!(at.when(), f64::INFINITY);
+    // Other timers fire as usual meanwhile; the infinite ones never do.
+    loop_.call_later(0.02, push(&events, "20ms")).unwrap();
+    let l = loop_.clone();
+    loop_.call_later(0.05, move || l.stop()).unwrap();
+    loop_.run_forever().unwrap();
+    assert_eq!(snapshot(&events), ["20ms"]);
+    assert!(!h.cancelled() && !at.cancelled());
+    assert_eq!(loop_.scheduled_len(), 2);
+    h.cancel();
+    at.cancel();
+    assert!(h.cancelled() && at.cancelled());
+    assert_eq!(format!("{h:?}"), "<TimerHandle cancelled when=inf>");
+    // The next iteration drops them from the heap.
+    loop_.stop();
+    loop_.run_forever().unwrap();
+    assert_eq!(loop_.scheduled_len(), 0);
+    assert_eq!(snapshot(&events), ["20ms"]);
+    loop_.close().unwrap();
+}
+
+#[test]
 fn failing_callbacks_are_reported_and_the_loop_goes_on() {
     let loop_ = new_loop();
     let seen = record_exceptions(&loop_);
