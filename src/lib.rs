@@ -60,7 +60,7 @@ pub use events::{
     get_event_loop, get_event_loop_policy, new_event_loop, set_event_loop, set_event_loop_policy,
     DefaultEventLoopPolicy,
 };
-pub use runners::{run, Runner};
+pub use runners::{run, run_with, RunOptions, Runner};
 
 /// Names every asyncio program uses: `use asyncio::prelude::*;`.
 pub mod prelude {

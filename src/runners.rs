@@ -121,7 +121,9 @@ impl Runner {
     /// (`Runner.run(coro)`).
     ///
     /// Errors: `"Runner.run() cannot be called from a running event loop"`,
-    /// `"Runner is closed"`, and whatever the coroutine fails with.
+    /// `"Runner is closed"`, `"Cannot run the event loop while another loop
+    /// is running"` (inside a Tokio runtime; refused before the coroutine
+    /// becomes a task), and whatever the coroutine fails with.
     #[track_caller]
     pub fn run<T, F>(&mut self, coro: F) -> Result<T>
     where
@@ -134,6 +136,9 @@ impl Runner {
             ));
         }
         let loop_ = self.lazy_init()?;
+        // Refuse (e.g. inside a Tokio runtime) before the main task exists,
+        // so that no pending task is left to report at close.
+        loop_._check_running()?;
         let task = loop_.create_task(coro)?;
         loop_.run_task_until_complete(task)
     }
@@ -207,7 +212,7 @@ fn cancel_all_tasks(loop_: &EventLoop) -> Result<()> {
 
 /// `asyncio.run(main)`: runs `main` on a new loop, then cancels what is
 /// left, closes async generators and the default executor, and closes the
-/// loop. Use [`Runner`] for `debug=` and `loop_factory=`.
+/// loop. For `debug=` and `loop_factory=`, use [`run_with`].
 ///
 /// Errors: `"asyncio.run() cannot be called from a running event loop"`, and
 /// whatever `main` fails with.
@@ -226,12 +231,91 @@ where
     T: 'static,
     F: StdFuture<Output = Result<T>> + 'static,
 {
+    run_with(main, RunOptions::new())
+}
+
+/// The keyword arguments of `asyncio.run(main, *, debug=None,
+/// loop_factory=None)`, for [`run_with`]. Each is a builder method of the
+/// same name; leaving one out is passing `None`.
+///
+/// ```
+/// use asyncio::RunOptions;
+///
+/// let options = RunOptions::new()
+///     .debug(true) // debug=True
+///     .loop_factory(asyncio::new_event_loop); // loop_factory=asyncio.new_event_loop
+/// # drop(options);
+/// ```
+#[derive(Default)]
+pub struct RunOptions {
+    debug: Option<bool>,
+    loop_factory: Option<LoopFactory>,
+}
+
+impl fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("debug", &self.debug)
+            .field("loop_factory", &self.loop_factory.as_ref().map(|_| ".."))
+            .finish()
+    }
+}
+
+impl RunOptions {
+    /// No options: what [`run`] uses (`debug=None, loop_factory=None`).
+    pub fn new() -> RunOptions {
+        RunOptions::default()
+    }
+
+    /// Sets the loop's debug mode (`debug=`); without it the loop keeps its
+    /// own default (off unless `ASYNCIO_DEBUG` is set).
+    pub fn debug(mut self, debug: bool) -> Self {
+        self.debug = Some(debug);
+        self
+    }
+
+    /// Makes the loop with `factory` instead of the event loop policy
+    /// (`loop_factory=`); the loop is then not set as the thread's current
+    /// loop, as in CPython.
+    pub fn loop_factory<F>(mut self, factory: F) -> Self
+    where
+        F: Fn() -> Result<EventLoop> + 'static,
+    {
+        self.loop_factory = Some(Box::new(factory));
+        self
+    }
+}
+
+/// `asyncio.run(main, debug=…, loop_factory=…)`: [`run`] with the options
+/// CPython takes as keyword arguments. Like CPython's, it is a [`Runner`]
+/// made with those options, run once and closed.
+///
+/// Errors: those of [`run`], and whatever the loop factory fails with.
+///
+/// ```
+/// use asyncio::RunOptions;
+///
+/// let debug = asyncio::run_with(
+///     async { Ok(asyncio::get_running_loop()?.get_debug()) },
+///     RunOptions::new().debug(true),
+/// )?;
+/// assert!(debug);
+/// # Ok::<(), asyncio::Error>(())
+/// ```
+#[track_caller]
+pub fn run_with<T, F>(main: F, options: RunOptions) -> Result<T>
+where
+    T: 'static,
+    F: StdFuture<Output = Result<T>> + 'static,
+{
     if asyncio_core::_get_running_loop().is_some() {
         return Err(Error::runtime(
             "asyncio.run() cannot be called from a running event loop",
         ));
     }
     let mut runner = Runner::new();
+    runner.debug = options.debug;
+    runner.loop_factory = options.loop_factory;
     let result = runner.run(main);
     let closed = runner.close();
     let value = result?;

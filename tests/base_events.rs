@@ -132,6 +132,91 @@ fn running_a_second_loop_inside_the_first_fails() {
 }
 
 #[test]
+fn run_until_complete_inside_a_tokio_runtime_is_refused_before_anything_is_created() {
+    // The loop cannot block inside another (Tokio) runtime. As CPython's
+    // `_check_running` runs before `ensure_future`, the refusal comes before
+    // the coroutine is wrapped in a task: nothing is left pending.
+    let ((), logs) = capture_logs(|| {
+        let loop_ = new_loop();
+        let seen = record_exceptions(&loop_);
+        let ran = Rc::new(Cell::new(false));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let r = ran.clone();
+        let err = rt.block_on(async {
+            loop_
+                .run_until_complete(async move {
+                    r.set(true);
+                    Ok(1)
+                })
+                .unwrap_err()
+        });
+        assert_runtime_error(
+            err,
+            "Cannot run the event loop while another loop is running",
+        );
+        assert!(asyncio::all_tasks_of(&loop_).is_empty(), "no task was made");
+        assert_eq!(loop_.ready_len(), 0);
+        let err = rt.block_on(async { loop_.run_forever().unwrap_err() });
+        assert_runtime_error(
+            err,
+            "Cannot run the event loop while another loop is running",
+        );
+        assert!(!loop_.is_running());
+        drop(rt);
+        assert!(!ran.get());
+
+        // Outside Tokio the loop works as usual, and closes without a
+        // "Task was destroyed but it is pending!" report.
+        assert_eq!(loop_.run_until_complete(async { Ok(2) }).unwrap(), 2);
+        let l = loop_.clone();
+        let v = loop_
+            .run_until_complete(async move {
+                let t = l.create_task(async {
+                    asyncio::sleep(0.001).await?;
+                    Ok(3)
+                })?;
+                t.await
+            })
+            .unwrap();
+        assert_eq!(v, 3);
+        loop_.close().unwrap();
+        let seen = seen.borrow();
+        assert!(
+            seen.is_empty(),
+            "{:?}",
+            seen.iter().map(|s| &s.rendered).collect::<Vec<_>>()
+        );
+    });
+    assert!(
+        !logs
+            .iter()
+            .any(|r| r.message.contains("Task was destroyed")),
+        "{logs:?}"
+    );
+}
+
+#[test]
+fn a_loop_closed_or_dropped_inside_a_tokio_runtime_does_not_panic() {
+    // Dropping a Tokio runtime inside another one panics in Tokio; the
+    // loop's own runtime is shut down without waiting there instead.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let closed = new_loop();
+    assert_eq!(closed.run_until_complete(async { Ok(1) }).unwrap(), 1);
+    let dropped = new_loop();
+    rt.block_on(async {
+        closed.close().unwrap();
+        drop(dropped);
+        let made_here = new_loop();
+        made_here.close().unwrap();
+    });
+    assert!(closed.is_closed());
+}
+
+#[test]
 fn run_until_complete_stopped_before_the_future_completed() {
     let loop_ = new_loop();
     let seen = record_exceptions(&loop_);
@@ -426,6 +511,41 @@ fn set_debug_and_get_debug() {
     assert!(loop_.get_debug());
     loop_.set_debug(false);
     assert!(!loop_.get_debug());
+    loop_.close().unwrap();
+}
+
+#[test]
+fn debug_mode_handle_reprs_give_file_and_line_without_column() {
+    // CPython 3.13 (debug): <Handle print() created at /tmp/x.py:23>
+    let loop_ = new_loop();
+    loop_.set_debug(true);
+    let h = loop_.call_soon(|| ()).unwrap();
+    let line = line!() - 1;
+    assert_eq!(
+        format!("{h:?}"),
+        format!(
+            "<Handle {}() created at {}:{line}>",
+            h.callback_name(),
+            file!()
+        )
+    );
+    let t = loop_.call_at(5.5, || ()).unwrap();
+    let line = line!() - 1;
+    assert_eq!(
+        format!("{t:?}"),
+        format!(
+            "<TimerHandle when=5.5 {}() created at {}:{line}>",
+            t.as_handle().callback_name(),
+            file!()
+        )
+    );
+    // Outside debug mode there is no location at all.
+    loop_.set_debug(false);
+    let plain = loop_.call_soon(|| ()).unwrap();
+    assert_eq!(
+        format!("{plain:?}"),
+        format!("<Handle {}()>", plain.callback_name())
+    );
     loop_.close().unwrap();
 }
 
@@ -727,6 +847,45 @@ fn nan_delays_are_value_errors() {
     assert_eq!(err.kind(), ErrorKind::ValueError);
     assert!(err.message().contains("NaN (not a number)"), "{err:?}");
     assert_eq!(loop_.scheduled_len(), 0);
+    loop_.close().unwrap();
+}
+
+#[test]
+fn call_later_infinity_never_fires_and_can_be_cancelled() {
+    // CPython 3.13: h = loop.call_later(float('inf'), f) -> h.when() == inf,
+    // repr <TimerHandle when=inf f()>; after h.cancel():
+    // <TimerHandle cancelled when=inf>. call_at(float('inf')) likewise.
+    let loop_ = new_loop();
+    let events = log();
+    let h = loop_
+        .call_later(f64::INFINITY, push(&events, "later inf"))
+        .unwrap();
+    assert_eq!(h.when(), f64::INFINITY);
+    assert_eq!(
+        format!("{h:?}"),
+        format!("<TimerHandle when=inf {}()>", h.as_handle().callback_name())
+    );
+    let at = loop_
+        .call_at(f64::INFINITY, push(&events, "at inf"))
+        .unwrap();
+    assert_eq!(at.when(), f64::INFINITY);
+    // Other timers fire as usual meanwhile; the infinite ones never do.
+    loop_.call_later(0.02, push(&events, "20ms")).unwrap();
+    let l = loop_.clone();
+    loop_.call_later(0.05, move || l.stop()).unwrap();
+    loop_.run_forever().unwrap();
+    assert_eq!(snapshot(&events), ["20ms"]);
+    assert!(!h.cancelled() && !at.cancelled());
+    assert_eq!(loop_.scheduled_len(), 2);
+    h.cancel();
+    at.cancel();
+    assert!(h.cancelled() && at.cancelled());
+    assert_eq!(format!("{h:?}"), "<TimerHandle cancelled when=inf>");
+    // The next iteration drops them from the heap.
+    loop_.stop();
+    loop_.run_forever().unwrap();
+    assert_eq!(loop_.scheduled_len(), 0);
+    assert_eq!(snapshot(&events), ["20ms"]);
     loop_.close().unwrap();
 }
 

@@ -161,6 +161,29 @@ fn cancelling_a_sleeping_task() {
     assert_eq!(repr(err), "CancelledError('s')");
 }
 
+#[test]
+fn sleep_infinity_sleeps_until_cancelled_or_timed_out() {
+    // CPython 3.13: wait_for(sleep(float('inf')), 0.05) -> TimeoutError();
+    // a task in sleep(float('inf')) stays pending until cancelled.
+    let (timed_out, scoped, cancelled) = on_loop(|loop_| async move {
+        let t0 = loop_.time();
+        let timed_out = wait_for(sleep(f64::INFINITY), 0.05).await.unwrap_err();
+        assert!(loop_.time() - t0 >= 0.05);
+        let scoped = timeout(0.01)
+            .run(sleep_with(f64::INFINITY, 1))
+            .await
+            .unwrap_err();
+        let t = asyncio::create_task(sleep_with(f64::INFINITY, "never"))?;
+        sleep(0.02).await?;
+        assert!(!t.done());
+        assert!(t.cancel());
+        Ok((timed_out, scoped, t.await.unwrap_err()))
+    });
+    assert_eq!(repr(timed_out), "TimeoutError()");
+    assert_eq!(repr(scoped), "TimeoutError()");
+    assert_eq!(cancelled.kind(), ErrorKind::CancelledError);
+}
+
 // ===== gather =====
 
 #[test]

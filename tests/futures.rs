@@ -564,11 +564,84 @@ fn repr_in_debug_mode_shows_creation_location() {
     loop_.set_debug(true);
     let f = Future::<i32>::new(&loop_);
     let line = line!() - 1;
-    let r = format!("{f:?}");
-    assert!(r.starts_with("<Future pending created at "), "{r}");
-    assert!(r.contains("futures.rs"), "{r}");
-    assert!(r.contains(&format!(":{line}")), "{r}");
+    // file:line, without Rust's column (CPython has none).
+    assert_eq!(
+        format!("{f:?}"),
+        format!("<Future pending created at {}:{line}>", file!())
+    );
+    // A task's repr ends the same way.
+    let task = loop_.create_task(async { Ok(()) }).unwrap();
+    let line = line!() - 1;
+    let r = format!("{task:?}");
+    assert!(r.starts_with("<Task pending name="), "{r}");
+    assert!(
+        r.ends_with(&format!(" created at {}:{line}>", file!())),
+        "{r}"
+    );
+    loop_.run_until_complete(task).unwrap();
     loop_.close().unwrap();
+}
+
+// ----- loop.create_future() -----
+
+#[test]
+fn create_future_gives_a_pending_future_of_that_loop() {
+    // The loop is not running: create_future needs no running loop.
+    let loop_ = asyncio::new_event_loop().unwrap();
+    let other = asyncio::new_event_loop().unwrap();
+    let f = loop_.create_future::<i32>();
+    assert!(!loop_.is_running());
+    assert!(f.get_loop().ptr_eq(&loop_));
+    assert!(!f.get_loop().ptr_eq(&other));
+    assert!(!f.done());
+    assert_eq!(format!("{f:?}"), "<Future pending>");
+    let setter = f.clone();
+    loop_.call_soon(move || setter.set_result(7)).unwrap();
+    assert_eq!(loop_.run_until_complete(f.clone()).unwrap(), 7);
+    loop_.close().unwrap();
+    other.close().unwrap();
+}
+
+#[test]
+fn create_future_inside_the_running_loop() {
+    let value = on_loop(|_| async {
+        let loop_ = asyncio::get_running_loop()?;
+        let f = loop_.create_future::<String>();
+        assert!(f.get_loop().ptr_eq(&loop_));
+        let setter = f.clone();
+        loop_.call_later(0.001, move || setter.set_result("late".to_owned()))?;
+        f.await
+    });
+    assert_eq!(value, "late");
+}
+
+#[test]
+fn create_future_records_the_caller_in_debug_mode() {
+    let loop_ = asyncio::new_event_loop().unwrap();
+    loop_.set_debug(true);
+    let f = loop_.create_future::<()>();
+    let line = line!() - 1;
+    let r = format!("{f:?}");
+    assert_eq!(
+        r,
+        format!("<Future pending created at {}:{line}>", file!()),
+        "the caller's line, not the library's"
+    );
+    loop_.close().unwrap();
+}
+
+#[test]
+fn create_future_on_a_closed_loop_succeeds() {
+    // CPython: loop.close(); loop.create_future() -> <Future pending>,
+    // attached to the closed loop; set_result()/result() still work.
+    let loop_ = asyncio::new_event_loop().unwrap();
+    loop_.close().unwrap();
+    let f = loop_.create_future::<i32>();
+    assert!(f.get_loop().ptr_eq(&loop_));
+    assert!(f.get_loop().is_closed());
+    assert!(!f.done());
+    f.set_result(3).unwrap();
+    assert_eq!(f.result().unwrap(), 3);
 }
 
 // ----- exception never retrieved -----

@@ -6,7 +6,7 @@ mod common;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use asyncio::{sleep, Error, ErrorKind, EventLoop, ExceptionContext, Result, Runner};
+use asyncio::{sleep, Error, ErrorKind, EventLoop, ExceptionContext, Result, RunOptions, Runner};
 use common::{entries, log, push, repr};
 
 // ===== asyncio::run =====
@@ -58,6 +58,39 @@ fn run_inside_a_running_loop_is_runtime_error() {
         repr(err),
         "RuntimeError('asyncio.run() cannot be called from a running event loop')"
     );
+}
+
+#[test]
+fn run_inside_a_tokio_runtime_is_refused_without_a_pending_task() {
+    // Refused before the coroutine becomes a task: nothing is reported as
+    // "Task was destroyed but it is pending!" when the loop closes.
+    let ran = Rc::new(Cell::new(false));
+    let (err, logs) = common::capture_logs(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let r = ran.clone();
+        rt.block_on(async move {
+            asyncio::run(async move {
+                r.set(true);
+                Ok(1)
+            })
+            .unwrap_err()
+        })
+    });
+    assert_eq!(
+        repr(err),
+        "RuntimeError('Cannot run the event loop while another loop is running')"
+    );
+    assert!(!ran.get());
+    assert!(
+        !logs
+            .iter()
+            .any(|r| r.message.contains("Task was destroyed")),
+        "{logs:?}"
+    );
+    // The thread can run a loop once out of Tokio.
+    assert_eq!(asyncio::run(async { Ok(5) }).unwrap(), 5);
 }
 
 #[test]
@@ -187,6 +220,113 @@ fn run_main_panicking_is_a_panic_error() {
     .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Panic);
     assert_eq!(err.message(), "main panicked");
+}
+
+// ===== asyncio::run_with (asyncio.run's debug= and loop_factory=) =====
+
+#[test]
+fn run_with_debug_sets_the_loops_debug_mode() {
+    // CPython: asyncio.run(main(), debug=True) -> get_running_loop().get_debug()
+    let debug_of_main = |options: RunOptions| {
+        asyncio::run_with(
+            async { Ok(asyncio::get_running_loop()?.get_debug()) },
+            options,
+        )
+        .unwrap()
+    };
+    assert!(debug_of_main(RunOptions::new().debug(true)));
+    assert!(!debug_of_main(RunOptions::new().debug(false)));
+}
+
+#[test]
+fn run_with_loop_factory_runs_main_on_the_factorys_loop() {
+    // CPython: asyncio.run(main(), loop_factory=f): f is called once, main
+    // runs on its loop, which is not made current and is closed after.
+    let made: Rc<RefCell<Vec<EventLoop>>> = Rc::new(RefCell::new(Vec::new()));
+    let m = made.clone();
+    let options = RunOptions::new().loop_factory(move || {
+        let l = asyncio::new_event_loop()?;
+        m.borrow_mut().push(l.clone());
+        Ok(l)
+    });
+    let (running, current_is_set) = asyncio::run_with(
+        async {
+            let running = asyncio::get_running_loop()?;
+            let current = asyncio::get_event_loop_policy().get_event_loop();
+            Ok((running, current.is_ok()))
+        },
+        options,
+    )
+    .unwrap();
+    let made = made.borrow();
+    assert_eq!(made.len(), 1, "the factory is called once");
+    assert!(running.ptr_eq(&made[0]));
+    assert!(!current_is_set, "the factory's loop is not made current");
+    assert!(running.is_closed());
+}
+
+#[test]
+fn run_with_both_options() {
+    let calls = Rc::new(Cell::new(0));
+    let c = calls.clone();
+    let options = RunOptions::new().debug(true).loop_factory(move || {
+        c.set(c.get() + 1);
+        let l = asyncio::new_event_loop()?;
+        l.set_slow_callback_duration(7.0);
+        Ok(l)
+    });
+    let (debug, slow) = asyncio::run_with(
+        async {
+            let l = asyncio::get_running_loop()?;
+            Ok((l.get_debug(), l.slow_callback_duration()))
+        },
+        options,
+    )
+    .unwrap();
+    assert_eq!(calls.get(), 1);
+    assert!(debug, "debug= applies to the factory's loop");
+    assert_eq!(slow, 7.0);
+}
+
+#[test]
+fn run_with_returns_the_loop_factorys_error() {
+    let options = RunOptions::new().loop_factory(|| Err(Error::runtime("no loop for you")));
+    let err = asyncio::run_with(async { Ok(()) }, options).unwrap_err();
+    assert_eq!(repr(err), "RuntimeError('no loop for you')");
+}
+
+#[test]
+fn run_with_inside_a_running_loop_is_runtime_error() {
+    let calls = Rc::new(Cell::new(0));
+    let c = calls.clone();
+    let err = asyncio::run(async move {
+        let options = RunOptions::new().loop_factory(move || {
+            c.set(c.get() + 1);
+            asyncio::new_event_loop()
+        });
+        Ok(asyncio::run_with(async { Ok(1) }, options).unwrap_err())
+    })
+    .unwrap();
+    assert_eq!(
+        repr(err),
+        "RuntimeError('asyncio.run() cannot be called from a running event loop')"
+    );
+    assert_eq!(calls.get(), 0, "refused before any loop is made");
+}
+
+#[test]
+fn run_with_no_options_is_plain_run() {
+    let debug = asyncio::run_with(
+        async { Ok(asyncio::get_running_loop()?.get_debug()) },
+        RunOptions::new(),
+    )
+    .unwrap();
+    let plain = asyncio::run(async { Ok(asyncio::get_running_loop()?.get_debug()) }).unwrap();
+    assert_eq!(debug, plain);
+    assert_eq!(
+        format!("{:?}", RunOptions::new().debug(true)),
+        "RunOptions { debug: Some(true), loop_factory: None }"
+    );
 }
 
 // ===== Runner =====

@@ -150,6 +150,91 @@ fn task_repr_follows_python() {
     })
 }
 
+// ----- get_coro -----
+
+async fn coro_worker() -> Result<i32> {
+    asyncio::sleep(0).await?;
+    Ok(1)
+}
+
+async fn other_worker() -> Result<i32> {
+    Ok(2)
+}
+
+#[test]
+fn get_coro_names_the_coroutine_type() {
+    // CPython: task.get_coro() is the coroutine object, e.g.
+    // <coroutine object worker at 0x…>; a Rust future has only its type,
+    // so get_coro() gives the type's name.
+    on_loop(|_| async {
+        let coro = coro_worker();
+        let expected = std::any::type_name_of_val(&coro);
+        let t = asyncio::create_task(coro)?;
+        assert_eq!(t.get_coro(), expected);
+        assert!(t.get_coro().contains("coro_worker"), "{}", t.get_coro());
+        // The type-erased handle and the repr say the same.
+        assert_eq!(t.as_any().get_coro(), expected);
+        assert!(
+            format!("{t:?}").contains(&format!(" coro=<{expected}>")),
+            "{t:?}"
+        );
+        // Still the same coroutine once the task is done (as in CPython).
+        assert_eq!((&t).await?, 1);
+        assert_eq!(t.get_coro(), expected);
+        Ok(())
+    })
+}
+
+#[test]
+fn get_coro_tells_coroutines_apart() {
+    on_loop(|_| async {
+        let a = asyncio::create_task(coro_worker())?;
+        let b = asyncio::create_task(other_worker())?;
+        let block = async { Ok(3) };
+        let block_name = std::any::type_name_of_val(&block);
+        let c = asyncio::create_task(block)?;
+        assert!(a.get_coro().contains("coro_worker"), "{}", a.get_coro());
+        assert!(b.get_coro().contains("other_worker"), "{}", b.get_coro());
+        assert_eq!(c.get_coro(), block_name);
+        assert_ne!(a.get_coro(), b.get_coro());
+        assert_ne!(a.get_coro(), c.get_coro());
+        // Two tasks of the same coroutine function share the name.
+        let a2 = asyncio::create_task(coro_worker())?;
+        assert_eq!(a.get_coro(), a2.get_coro());
+        assert_eq!(a.await? + b.await? + c.await? + a2.await?, 7);
+        Ok(())
+    })
+}
+
+#[test]
+fn get_coro_of_current_task_all_tasks_and_task_factory_agree() {
+    let loop_ = asyncio::new_event_loop().unwrap();
+    let seen_by_factory = Rc::new(RefCell::new(Vec::new()));
+    let s = seen_by_factory.clone();
+    let factory = move |_: &EventLoop, init: &mut TaskInit| -> Result<()> {
+        s.borrow_mut().push(init.coro_name());
+        Ok(())
+    };
+    loop_.set_task_factory(Some(Rc::new(factory)));
+    let coro = async {
+        let me = asyncio::current_task()?.expect("inside a task");
+        let listed: Vec<&'static str> = asyncio::all_tasks()?
+            .iter()
+            .filter(|t| t.get_name() == me.get_name())
+            .map(AnyTask::get_coro)
+            .collect();
+        Ok((me.get_coro(), listed))
+    };
+    let expected = std::any::type_name_of_val(&coro);
+    let t = loop_.create_task(coro).unwrap();
+    assert_eq!(t.get_coro(), expected);
+    let (from_current, from_all) = loop_.run_until_complete(t).unwrap();
+    assert_eq!(from_current, expected);
+    assert_eq!(from_all, [expected]);
+    assert_eq!(*seen_by_factory.borrow(), [expected]);
+    loop_.close().unwrap();
+}
+
 // ----- results -----
 
 #[test]

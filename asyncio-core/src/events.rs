@@ -257,7 +257,10 @@ impl Handle {
             info.push(format!("{}()", cell.callback.name()));
         }
         if cell.debug {
-            info.push(format!("created at {}", cell.location));
+            info.push(format!(
+                "created at {}",
+                crate::format_helpers::py_location(cell.location)
+            ));
         }
         info
     }
@@ -326,6 +329,15 @@ pub trait AbstractEventLoop: 'static {
     /// Fails (without running) when the thread cannot block here, e.g. inside
     /// another runtime.
     fn block_on(&self, driver: &mut dyn FnMut(&mut Context<'_>) -> Poll<()>) -> Result<()>;
+
+    /// Fails, with the error [`block_on`](AbstractEventLoop::block_on) would
+    /// give, when this thread cannot block here now (e.g. inside another
+    /// runtime). `run_forever` and `run_until_complete` ask this before they
+    /// create anything, as CPython's `_check_running` comes first, so a
+    /// refused call leaves no task behind. The default accepts.
+    fn check_can_block(&self) -> Result<()> {
+        Ok(())
+    }
 
     /// Arranges for the current `block_on` driver to be woken at `deadline`;
     /// returns `Ready` if the deadline has passed. Called only from inside

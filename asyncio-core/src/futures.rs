@@ -381,7 +381,10 @@ impl<T: 'static> FutureCore<T> {
             info.push(cb);
         }
         if self.debug {
-            info.push(format!("created at {}", self.location));
+            info.push(format!(
+                "created at {}",
+                crate::format_helpers::py_location(self.location)
+            ));
         }
         info
     }
@@ -585,6 +588,30 @@ impl<T: 'static, X: ?Sized + CellExt> Drop for FutureCell<T, X> {
             );
         }
         self.core.loop_.report(ctx);
+    }
+}
+
+impl EventLoop {
+    /// A new pending [`Future`] attached to this loop (Python's
+    /// `loop.create_future()`); the same as [`Future::new(&loop_)`](Future::new).
+    ///
+    /// Like CPython's, it never fails: it works on a loop that is not
+    /// running, and on a closed one (where done callbacks can never run).
+    /// In debug mode the future remembers where `create_future` was called.
+    ///
+    /// ```
+    /// let loop_ = asyncio_core::testing::new_test_loop();
+    /// let fut = loop_.create_future::<&str>();
+    /// assert!(fut.get_loop().ptr_eq(&loop_));
+    /// let setter = fut.clone();
+    /// loop_.call_soon(move || setter.set_result("done"))?;
+    /// assert_eq!(loop_.run_until_complete(fut)?, "done");
+    /// loop_.close()?;
+    /// # Ok::<(), asyncio_core::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn create_future<T: 'static>(&self) -> Future<T> {
+        Future::with_location(&self.inner, Location::caller())
     }
 }
 

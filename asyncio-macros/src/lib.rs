@@ -4,9 +4,10 @@
 use proc_macro::TokenStream;
 use proc_macro2::TokenStream as TokenStream2;
 use quote::{quote, quote_spanned, ToTokens};
-use syn::parse::Parser;
+use syn::meta::ParseNestedMeta;
+use syn::parse::{ParseStream, Parser};
 use syn::spanned::Spanned;
-use syn::{ItemFn, LitBool, Path, ReturnType};
+use syn::{ItemFn, LitBool, Path, ReturnType, Token};
 
 struct Options {
     debug: Option<bool>,
@@ -14,23 +15,47 @@ struct Options {
     krate: Path,
 }
 
+const DEBUG_EXPECTS: &str = "`debug` expects a boolean literal: `debug = true`";
+const LOOP_FACTORY_EXPECTS: &str =
+    "`loop_factory` expects a path to a function: `loop_factory = make_loop`";
+const CRATE_EXPECTS: &str = "`crate` expects a string literal: `crate = \"path\"`";
+
+/// The stream after `option =`; an option written without `= value`
+/// (`#[asyncio::main(debug)]`) or with another shape (`debug(true)`) gets
+/// the option's own message, pointing at its name, instead of syn's
+/// generic "expected `=`".
+fn option_value<'a>(meta: &ParseNestedMeta<'a>, expects: &str) -> syn::Result<ParseStream<'a>> {
+    if !meta.input.peek(Token![=]) {
+        return Err(meta.error(expects));
+    }
+    meta.value()
+}
+
+/// Parses the value with `parse`, replacing syn's error by `expects`
+/// (at the same place).
+fn parse_value<T>(
+    input: ParseStream<'_>,
+    expects: &str,
+    parse: impl FnOnce(ParseStream<'_>) -> syn::Result<T>,
+) -> syn::Result<T> {
+    parse(input).map_err(|e| syn::Error::new(e.span(), expects))
+}
+
 fn parse_options(args: TokenStream2) -> syn::Result<Options> {
     let mut options = default_options();
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("debug") {
-            let value: LitBool = meta.value()?.parse().map_err(|e| {
-                syn::Error::new(
-                    e.span(),
-                    "`debug` expects a boolean literal: `debug = true`",
-                )
-            })?;
+            let input = option_value(&meta, DEBUG_EXPECTS)?;
+            let value: LitBool = parse_value(input, DEBUG_EXPECTS, |i| i.parse())?;
             options.debug = Some(value.value);
             Ok(())
         } else if meta.path.is_ident("loop_factory") {
-            options.loop_factory = Some(meta.value()?.parse()?);
+            let input = option_value(&meta, LOOP_FACTORY_EXPECTS)?;
+            options.loop_factory = Some(parse_value(input, LOOP_FACTORY_EXPECTS, |i| i.parse())?);
             Ok(())
         } else if meta.path.is_ident("crate") {
-            let value: syn::LitStr = meta.value()?.parse()?;
+            let input = option_value(&meta, CRATE_EXPECTS)?;
+            let value: syn::LitStr = parse_value(input, CRATE_EXPECTS, |i| i.parse())?;
             options.krate = value.parse()?;
             Ok(())
         } else {

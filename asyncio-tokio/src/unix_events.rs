@@ -68,13 +68,33 @@ impl TokioEventLoop {
     }
 }
 
+impl Drop for TokioEventLoop {
+    fn drop(&mut self) {
+        // A loop dropped without `close()`.
+        self.timer.get_mut().take();
+        shut_down(self.runtime.get_mut().take());
+    }
+}
+
+/// Drops the loop's runtime. Dropping a runtime waits for its blocking
+/// threads, which Tokio refuses (with a panic) inside another runtime; a
+/// loop closed or dropped there shuts its runtime down without waiting.
+fn shut_down(runtime: Option<LocalRuntime>) {
+    let Some(runtime) = runtime else {
+        return;
+    };
+    if tokio::runtime::Handle::try_current().is_ok() {
+        runtime.shutdown_background();
+    } else {
+        drop(runtime);
+    }
+}
+
 impl AbstractEventLoop for TokioEventLoop {
     fn block_on(&self, driver: &mut dyn FnMut(&mut Context<'_>) -> Poll<()>) -> Result<()> {
-        if tokio::runtime::Handle::try_current().is_ok() {
-            return Err(Error::runtime(
-                "Cannot run the event loop while another loop is running",
-            ));
-        }
+        // Also checked by the loop before it creates anything; kept here
+        // for callers of `block_on` itself.
+        self.check_can_block()?;
         let runtime = self.runtime.borrow();
         let Some(runtime) = runtime.as_ref() else {
             return Err(Error::runtime("Event loop is closed"));
@@ -82,6 +102,16 @@ impl AbstractEventLoop for TokioEventLoop {
         // The loop gives Tokio's reactor its turn on its own schedule, so
         // Tokio's cooperative budget must not force extra yields inside it.
         runtime.block_on(tokio::task::unconstrained(std::future::poll_fn(driver)));
+        Ok(())
+    }
+
+    fn check_can_block(&self) -> Result<()> {
+        // Tokio refuses to block on a runtime from inside another one.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(Error::runtime(
+                "Cannot run the event loop while another loop is running",
+            ));
+        }
         Ok(())
     }
 
@@ -99,7 +129,7 @@ impl AbstractEventLoop for TokioEventLoop {
         let timer = self.timer.borrow_mut().take();
         drop(timer);
         let runtime = self.runtime.borrow_mut().take();
-        drop(runtime);
+        shut_down(runtime);
     }
 
     fn name(&self) -> &'static str {

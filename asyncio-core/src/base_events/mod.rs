@@ -413,8 +413,8 @@ impl EventLoop {
             Err(e) if e.is_timeout() => {
                 tracing::warn!(
                     target: "asyncio",
-                    "The executor did not finishing joining its threads within {} seconds.",
-                    crate::format_helpers::py_float(timeout.unwrap_or(0.0))
+                    "{}",
+                    executor_join_timeout_warning(timeout.unwrap_or(0.0))
                 );
                 Ok(())
             }
@@ -645,6 +645,8 @@ impl EventLoop {
         Ok(())
     }
 
+    /// CPython's `_check_running`, plus the implementation's own refusal
+    /// (another runtime on this thread): checked before anything is created.
     fn check_running(&self) -> Result<()> {
         if self.is_running() {
             return Err(Error::runtime("This event loop is already running"));
@@ -654,7 +656,18 @@ impl EventLoop {
                 "Cannot run the event loop while another loop is running",
             ));
         }
-        Ok(())
+        self.inner.backend.check_can_block()
+    }
+
+    /// Fails as [`run_forever`](EventLoop::run_forever) would refuse to
+    /// start (`"This event loop is already running"`, `"Cannot run the event
+    /// loop while another loop is running"` — another asyncio loop or another
+    /// runtime on this thread), without running anything. CPython's
+    /// `loop._check_running()`; for runners, which must refuse before they
+    /// create their main task.
+    #[doc(hidden)]
+    pub fn _check_running(&self) -> Result<()> {
+        self.check_running()
     }
 
     /// How many callbacks wait in the ready queue (for tests and diagnostics).
@@ -1021,6 +1034,19 @@ impl LoopInner {
     }
 }
 
+/// The warning of `shutdown_default_executor` when the executor's threads
+/// outlive `timeout` (CPython's text, typo included). CPython prints the
+/// timeout as passed: `300` under `asyncio.run` (its `THREAD_JOIN_TIMEOUT`
+/// is an int), `0.05` for `timeout=0.05`. Taking an `f64`, this prints
+/// integral timeouts without `.0` (so `1.0` prints as `1`, as `timeout=1`
+/// would in CPython).
+fn executor_join_timeout_warning(timeout: f64) -> String {
+    format!(
+        "The executor did not finishing joining its threads within {} seconds.",
+        crate::format_helpers::py_number(timeout)
+    )
+}
+
 /// Where code was when it created something: shown by debug-mode reports.
 pub type SourceLocation = &'static Location<'static>;
 
@@ -1032,5 +1058,27 @@ impl EventLoop {
     pub fn new_registration(&self) -> Result<crate::slots::Registration> {
         self.check_closed()?;
         crate::slots::Registration::new(&self.inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::executor_join_timeout_warning;
+
+    #[test]
+    fn executor_join_timeout_warning_prints_timeouts_as_cpython() {
+        // asyncio.run / Runner: THREAD_JOIN_TIMEOUT, the int 300.
+        assert_eq!(
+            executor_join_timeout_warning(300.0),
+            "The executor did not finishing joining its threads within 300 seconds."
+        );
+        assert_eq!(
+            executor_join_timeout_warning(0.05),
+            "The executor did not finishing joining its threads within 0.05 seconds."
+        );
+        assert_eq!(
+            executor_join_timeout_warning(1.0),
+            "The executor did not finishing joining its threads within 1 seconds."
+        );
     }
 }

@@ -1,0 +1,2 @@
+#[asyncio::main(debug(true))]
+async fn main() {}

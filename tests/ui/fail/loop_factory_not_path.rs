@@ -1,0 +1,2 @@
+#[asyncio::main(loop_factory = 1)]
+async fn main() {}

@@ -1,0 +1,2 @@
+#[asyncio::main(loop_factory)]
+async fn main() {}
