@@ -33,8 +33,7 @@ type LoopFactory = Box<dyn Fn() -> Result<EventLoop>>;
 /// ```
 pub struct Runner {
     state: State,
-    debug: Option<bool>,
-    loop_factory: Option<LoopFactory>,
+    options: RunOptions,
     loop_: Option<EventLoop>,
     set_event_loop: bool,
 }
@@ -43,7 +42,7 @@ impl fmt::Debug for Runner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Runner")
             .field("state", &self.state)
-            .field("debug", &self.debug)
+            .field("debug", &self.options.debug)
             .field("loop", &self.loop_)
             .finish()
     }
@@ -60,8 +59,7 @@ impl Runner {
     pub fn new() -> Runner {
         Runner {
             state: State::Created,
-            debug: None,
-            loop_factory: None,
+            options: RunOptions::new(),
             loop_: None,
             set_event_loop: false,
         }
@@ -69,7 +67,7 @@ impl Runner {
 
     /// Sets the loop's debug mode (`debug=`).
     pub fn debug(mut self, debug: bool) -> Self {
-        self.debug = Some(debug);
+        self.options.debug = Some(debug);
         self
     }
 
@@ -79,8 +77,15 @@ impl Runner {
     where
         F: Fn() -> Result<EventLoop> + 'static,
     {
-        self.loop_factory = Some(Box::new(factory));
+        self.options.loop_factory = Some(Box::new(factory));
         self
+    }
+
+    /// A runner with `options` (as `Runner(debug=…, loop_factory=…)`).
+    pub fn with_options(options: RunOptions) -> Runner {
+        let mut runner = Runner::new();
+        runner.options = options;
+        runner
     }
 
     fn lazy_init(&mut self) -> Result<EventLoop> {
@@ -93,7 +98,7 @@ impl Runner {
             }
             State::Created => {}
         }
-        let loop_ = match &self.loop_factory {
+        let loop_ = match &self.options.loop_factory {
             None => {
                 let l = events::new_event_loop()?;
                 if !self.set_event_loop {
@@ -104,7 +109,7 @@ impl Runner {
             }
             Some(factory) => factory()?,
         };
-        if let Some(debug) = self.debug {
+        if let Some(debug) = self.options.debug {
             loop_.set_debug(debug);
         }
         self.loop_ = Some(loop_.clone());
@@ -313,9 +318,7 @@ where
             "asyncio.run() cannot be called from a running event loop",
         ));
     }
-    let mut runner = Runner::new();
-    runner.debug = options.debug;
-    runner.loop_factory = options.loop_factory;
+    let mut runner = Runner::with_options(options);
     let result = runner.run(main);
     let closed = runner.close();
     let value = result?;

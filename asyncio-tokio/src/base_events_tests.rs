@@ -2,7 +2,6 @@
 //! a test machine (one `localhost` address) cannot produce.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use super::*;
 
@@ -37,33 +36,9 @@ fn refusing() -> (Socket, SocketAddr) {
     (sock, addr)
 }
 
-/// A listener whose accept queue is full: the kernel drops further SYNs,
-/// so connecting to it hangs (for seconds, while SYNs are retried).
-struct Hanging {
-    _listener: Socket,
-    _queued: Vec<std::net::TcpStream>,
-    addr: SocketAddr,
-}
-
-fn hanging() -> Hanging {
-    let listener = loopback_socket();
-    listener.listen(0).expect("listen");
-    let addr = local_addr(&listener);
-    let mut queued = Vec::new();
-    loop {
-        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
-            Ok(c) => queued.push(c),
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => break,
-            Err(e) => panic!("filling the accept queue: {e}"),
-        }
-        assert!(queued.len() < 16, "the accept queue never filled");
-    }
-    Hanging {
-        _listener: listener,
-        _queued: queued,
-        addr,
-    }
-}
+#[path = "../../tests/net_common/hanging.rs"]
+mod hanging;
+use hanging::hanging_listener as hanging;
 
 fn listening() -> (std::net::TcpListener, SocketAddr) {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

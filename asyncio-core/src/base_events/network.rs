@@ -324,11 +324,7 @@ impl EventLoop {
         F: FnOnce() -> P + 'static,
         P: IntoStreamProtocol,
     {
-        CreateConnection {
-            loop_: self.clone(),
-            factory: protocol_factory,
-            options: ConnectionOptions::default(),
-        }
+        CreateConnection::new(self, protocol_factory)
     }
 
     /// `await loop.create_server(protocol_factory, host, port, ...)`: a TCP
@@ -338,11 +334,7 @@ impl EventLoop {
         F: Fn() -> P + 'static,
         P: IntoStreamProtocol,
     {
-        CreateServer {
-            loop_: self.clone(),
-            factory: protocol_factory,
-            options: ServerOptions::default(),
-        }
+        CreateServer::new(self, protocol_factory)
     }
 
     /// `await loop.create_unix_connection(protocol_factory, path, ...)`.
@@ -351,11 +343,7 @@ impl EventLoop {
         F: FnOnce() -> P + 'static,
         P: IntoStreamProtocol,
     {
-        CreateUnixConnection {
-            loop_: self.clone(),
-            factory: protocol_factory,
-            options: UnixConnectionOptions::default(),
-        }
+        CreateUnixConnection::new(self, protocol_factory)
     }
 
     /// `await loop.create_unix_server(protocol_factory, path, ...)`.
@@ -364,11 +352,7 @@ impl EventLoop {
         F: Fn() -> P + 'static,
         P: IntoStreamProtocol,
     {
-        CreateUnixServer {
-            loop_: self.clone(),
-            factory: protocol_factory,
-            options: UnixServerOptions::default(),
-        }
+        CreateUnixServer::new(self, protocol_factory)
     }
 
     /// `await loop.connect_accepted_socket(protocol_factory, sock)`: wraps a
@@ -600,6 +584,16 @@ macro_rules! network_builder {
             loop_: EventLoop,
             factory: F,
             options: $options,
+        }
+
+        impl<F> $name<F> {
+            fn new(loop_: &EventLoop, factory: F) -> Self {
+                $name {
+                    loop_: loop_.clone(),
+                    factory,
+                    options: <$options>::default(),
+                }
+            }
         }
 
         impl<F> fmt::Debug for $name<F> {
