@@ -17,6 +17,7 @@ pub mod exceptions;
 pub mod executor;
 pub mod format_helpers;
 pub mod futures;
+pub mod log;
 pub mod protocols;
 pub mod slots;
 pub mod socket;

@@ -694,12 +694,11 @@ impl Listener for ListenerHandle {
                 }
             });
             if let Err(e) = removed.filter_not_found() {
-                tracing::error!(
-                    target: "asyncio",
+                asyncio_core::log::error(format_args!(
                     "Unable to clean up listening UNIX socket '{}': {}",
                     path.display(),
                     os_error_repr(&e)
-                );
+                ));
             }
         }
     }
@@ -919,12 +918,11 @@ pub(crate) async fn create_unix_server(
                     }
                 });
                 if let Err(e) = removed.filter_not_found() {
-                    tracing::error!(
-                        target: "asyncio",
+                    asyncio_core::log::error(format_args!(
                         "Unable to check or remove stale UNIX socket '{}': {}",
                         path.display(),
                         os_error_repr(&e)
-                    );
+                    ));
                 }
             }
             let addr = SockAddr::unix(&path).map_err(Error::from)?;

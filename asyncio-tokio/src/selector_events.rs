@@ -935,7 +935,7 @@ impl WriteTransport for SocketTransport {
         }
         if st.conn_lost > 0 {
             if st.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES {
-                tracing::warn!(target: "asyncio", "socket.send() raised exception.");
+                asyncio_core::log::warning(format_args!("socket.send() raised exception."));
             }
             st.conn_lost += 1;
             return Ok(());
@@ -993,7 +993,7 @@ impl WriteTransport for SocketTransport {
             }
             if st.conn_lost > 0 {
                 if st.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES {
-                    tracing::warn!(target: "asyncio", "socket.send() raised exception.");
+                    asyncio_core::log::warning(format_args!("socket.send() raised exception."));
                 }
                 st.conn_lost += 1;
                 return Ok(());
