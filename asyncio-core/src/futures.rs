@@ -799,9 +799,7 @@ impl<T: 'static> Future<T> {
 
     /// The loop the future is attached to.
     pub fn get_loop(&self) -> EventLoop {
-        EventLoop {
-            inner: self.cell.core.loop_.clone(),
-        }
+        EventLoop::from_inner(self.cell.core.loop_.clone())
     }
 
     /// A future that waits for this one and moves its result out

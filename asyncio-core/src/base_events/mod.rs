@@ -150,6 +150,8 @@ pub(crate) struct LoopInner {
     escaping: RefCell<Option<Error>>,
     /// Nesting of `call_exception_handler` (a handler that reports again).
     handler_depth: Cell<u32>,
+    /// The last owning handle was dropped while the loop ran.
+    close_when_stopped: Cell<bool>,
 }
 
 /// An asyncio event loop (Python's `asyncio.AbstractEventLoop` as users see it).
@@ -161,6 +163,22 @@ pub(crate) struct LoopInner {
 /// [`AbstractEventLoop`] (the Tokio one by default) for I/O.
 ///
 /// Other threads reach a loop through [`EventLoop::threadsafe`].
+///
+/// # Lifetime
+///
+/// A loop made by [`EventLoop::new`] (`asyncio::new_event_loop()`) lives as
+/// long as an *owning* handle to it: that one and its clones, including the
+/// ones kept by a policy (`set_event_loop`) or a `Runner`. Dropping the last
+/// owning handle of a loop that was not closed closes it, as CPython's
+/// `BaseEventLoop.__del__` does once the garbage collector finds the loop
+/// unreachable: pending tasks are reported (`"Task was destroyed but it is
+/// pending!"`), transports and servers closed, the runtime and its
+/// descriptors released, and in debug mode `ResourceWarning: unclosed event
+/// loop …` is logged. The handles the loop hands out itself —
+/// [`get_running_loop`](crate::get_running_loop), [`Future::get_loop`](crate::Future::get_loop),
+/// `Server::get_loop`, and those kept by its tasks, transports and servers —
+/// do not own it, so that a task holding its loop does not keep it open
+/// forever (a reference cycle that Python's garbage collector would break).
 ///
 /// ```
 /// use std::cell::RefCell;
@@ -182,6 +200,32 @@ pub(crate) struct LoopInner {
 #[derive(Clone)]
 pub struct EventLoop {
     pub(crate) inner: Rc<LoopInner>,
+    /// Present on owning handles (see "Lifetime" above).
+    owner: Option<Rc<LoopOwner>>,
+}
+
+/// Shared by the owning handles of a loop: the last one dropped closes it.
+struct LoopOwner {
+    inner: std::rc::Weak<LoopInner>,
+}
+
+impl Drop for LoopOwner {
+    fn drop(&mut self) {
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
+        if inner.closed.get() || std::thread::panicking() {
+            return;
+        }
+        if inner.running.get() {
+            // Dropped from inside the loop: close once it stops.
+            inner.close_when_stopped.set(true);
+            return;
+        }
+        let loop_ = EventLoop::from_inner(inner);
+        // Never unwind out of a destructor.
+        let _ = catch_unwind(AssertUnwindSafe(|| loop_.close_unowned()));
+    }
 }
 
 impl EventLoop {
@@ -199,7 +243,8 @@ impl EventLoop {
             closed: AtomicBool::new(false),
         });
         let tag = crate::slots::register_loop(shared.clone());
-        let loop_ = EventLoop {
+        let mut loop_ = EventLoop {
+            owner: None,
             inner: Rc::new_cyclic(|this| LoopInner {
                 this: this.clone(),
                 id,
@@ -228,10 +273,41 @@ impl EventLoop {
                 backend: Box::new(implementation),
                 escaping: RefCell::new(None),
                 handler_depth: Cell::new(0),
+                close_when_stopped: Cell::new(false),
             }),
         };
         crate::slots::register_thread_loop(id, tag, Rc::downgrade(&loop_.inner));
+        loop_.owner = Some(Rc::new(LoopOwner {
+            inner: Rc::downgrade(&loop_.inner),
+        }));
         loop_
+    }
+
+    /// A handle that does not own the loop (see "Lifetime" above); the
+    /// handles the loop gives out, and that its own objects keep, are these.
+    pub fn non_owning(&self) -> EventLoop {
+        EventLoop::from_inner(self.inner.clone())
+    }
+
+    /// `true` for a handle that keeps the loop open (see "Lifetime" above).
+    pub fn is_owning(&self) -> bool {
+        self.owner.is_some()
+    }
+
+    pub(crate) fn from_inner(inner: Rc<LoopInner>) -> EventLoop {
+        EventLoop { inner, owner: None }
+    }
+
+    /// The last owning handle went without `close()`: CPython's
+    /// `BaseEventLoop.__del__` (a `ResourceWarning`, shown in debug mode,
+    /// then `close()`).
+    fn close_unowned(&self) {
+        if self.get_debug() {
+            crate::log::warning(format_args!(
+                "ResourceWarning: unclosed event loop {self:?}"
+            ));
+        }
+        let _ = self.close();
     }
 
     /// The implementation under this loop, if it is an `I`.
@@ -254,7 +330,7 @@ impl EventLoop {
         self.check_closed()?;
         self.check_running()?;
         let inner = &self.inner;
-        let previous = events::_set_running_loop(Some(self.clone()));
+        let previous = events::_set_running_loop(Some(self.non_owning()));
         inner.running.set(true);
         let result = inner
             .backend
@@ -264,8 +340,12 @@ impl EventLoop {
         inner.polling.set(false);
         *inner.driver_waker.borrow_mut() = None;
         events::_set_running_loop(previous);
+        let escaped = inner.escaping.borrow_mut().take();
+        if inner.close_when_stopped.get() {
+            self.close_unowned();
+        }
         result?;
-        match inner.escaping.borrow_mut().take() {
+        match escaped {
             Some(e) => Err(e),
             None => Ok(()),
         }
@@ -406,6 +486,16 @@ impl EventLoop {
             executor.shutdown(false);
         }
         inner.backend.close();
+        // What the user gave the loop may hold the loop (a handler or
+        // factory capturing one of its futures): a cycle that would keep
+        // it, its runtime and buffers alive. Reports made after this go to
+        // the default handler.
+        let handler = inner.exception_handler.borrow_mut().take();
+        drop(handler);
+        let factory = inner.task_factory.borrow_mut().take();
+        drop(factory);
+        let asyncgens = std::mem::take(&mut *inner.asyncgens.borrow_mut());
+        drop(asyncgens);
         Ok(())
     }
 
@@ -1103,7 +1193,7 @@ impl LoopInner {
     /// being dropped).
     pub(crate) fn report(&self, ctx: ExceptionContext) {
         if let Some(inner) = self.this.upgrade() {
-            EventLoop { inner }.call_exception_handler(ctx);
+            EventLoop::from_inner(inner).call_exception_handler(ctx);
         }
     }
 }

@@ -25,7 +25,7 @@ mod wait;
 
 pub use gather::{gather, GatherAwait, GatheringFuture, GatheringFutureAll};
 pub use sleep::{sleep, sleep_with, Sleep};
-pub use threadsafe::{run_coroutine_threadsafe, ConcurrentFuture};
+pub use threadsafe::{run_coroutine_threadsafe, wrap_future, ConcurrentFuture};
 pub use wait::{as_completed, shield, wait, AsCompleted, ReturnWhen, Wait};
 
 #[doc(hidden)]
@@ -793,9 +793,7 @@ impl AnyTask {
 
     /// The loop the task runs on.
     pub fn get_loop(&self) -> EventLoop {
-        EventLoop {
-            inner: self.obj.loop_inner().clone(),
-        }
+        EventLoop::from_inner(self.obj.loop_inner().clone())
     }
 
     /// Adds a callback run (via `call_soon`) once the task is done.
