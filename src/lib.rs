@@ -39,11 +39,11 @@ pub use asyncio_core::transports::{
 };
 pub use asyncio_core::{
     _get_running_loop, _set_running_loop, all_tasks, all_tasks_of, as_completed, asyncgen,
-    create_task, create_task_named, current_task, current_task_of, default_max_workers,
-    eager_task_factory, ensure_future, exception_context, exceptions, executor, gather,
-    get_running_loop, run_coroutine_threadsafe, shield, sleep, sleep_with, taskgroups, tasks,
-    timeout, timeout_at, timeouts, to_thread, wait, wait_for, wrap_future, AbstractEventLoop,
-    AbstractEventLoopPolicy, AnyTask, AsCompleted, AsyncGenerator, Awaitable,
+    contextvars, create_task, create_task_in, create_task_named, current_task, current_task_of,
+    default_max_workers, eager_task_factory, ensure_future, exception_context, exceptions,
+    executor, gather, get_running_loop, run_coroutine_threadsafe, shield, sleep, sleep_with,
+    taskgroups, tasks, timeout, timeout_at, timeouts, to_thread, wait, wait_for, wrap_future,
+    AbstractEventLoop, AbstractEventLoopPolicy, AnyTask, AsCompleted, AsyncGenerator, Awaitable,
     BaseDefaultEventLoopPolicy, CallbackId, CallbackResult, ConcurrentFuture, ContextValue, Delay,
     Error, ErrorKind, EventLoop, ExceptionContext, ExceptionHandler, Executor, Future,
     GatheringFuture, GatheringFutureAll, Handle, Job, Result, ReturnWhen, Sleep, Task, TaskFactory,

@@ -36,6 +36,10 @@ pub struct Runner {
     options: RunOptions,
     loop_: Option<EventLoop>,
     set_event_loop: bool,
+    /// The context every `run` uses unless given another (CPython's
+    /// `Runner._context`): a copy of the one current when the runner was
+    /// made, shared by its runs.
+    context: asyncio_core::contextvars::Context,
 }
 
 impl fmt::Debug for Runner {
@@ -62,6 +66,7 @@ impl Runner {
             options: RunOptions::new(),
             loop_: None,
             set_event_loop: false,
+            context: asyncio_core::contextvars::copy_context(),
         }
     }
 
@@ -129,8 +134,26 @@ impl Runner {
     /// `"Runner is closed"`, `"Cannot run the event loop while another loop
     /// is running"` (inside a Tokio runtime; refused before the coroutine
     /// becomes a task), and whatever the coroutine fails with.
+    ///
+    /// The coroutine runs in the runner's context, shared by its runs (what
+    /// one run sets, the next sees), as in CPython.
     #[track_caller]
     pub fn run<T, F>(&mut self, coro: F) -> Result<T>
+    where
+        T: 'static,
+        F: StdFuture<Output = Result<T>> + 'static,
+    {
+        let context = self.context.clone();
+        self.run_in(&context, coro)
+    }
+
+    /// `Runner.run(coro, context=ctx)`: runs `coro` in `context`.
+    #[track_caller]
+    pub fn run_in<T, F>(
+        &mut self,
+        context: &asyncio_core::contextvars::Context,
+        coro: F,
+    ) -> Result<T>
     where
         T: 'static,
         F: StdFuture<Output = Result<T>> + 'static,
@@ -144,7 +167,7 @@ impl Runner {
         // Refuse (e.g. inside a Tokio runtime) before the main task exists,
         // so that no pending task is left to report at close.
         loop_._check_running()?;
-        let task = loop_.create_task(coro)?;
+        let task = loop_.create_task_in(context, coro)?;
         loop_.run_task_until_complete(task)
     }
 

@@ -159,6 +159,8 @@ pub(crate) struct HandleCell<C: ?Sized> {
     pub(crate) timer_loop: Option<Weak<LoopInner>>,
     pub(crate) debug: bool,
     pub(crate) location: &'static Location<'static>,
+    /// The context the callback runs in.
+    pub(crate) context: crate::contextvars::RunContext,
     pub(crate) callback: C,
 }
 
@@ -179,11 +181,32 @@ pub struct Handle {
 }
 
 impl Handle {
+    /// A handle running `callback` in a copy of the current context.
     #[track_caller]
     pub(crate) fn new<F, R>(
         callback: F,
         debug: bool,
         timer: Option<(f64, &Rc<LoopInner>)>,
+    ) -> Handle
+    where
+        F: FnOnce() -> R + 'static,
+        R: CallbackResult + 'static,
+    {
+        Handle::new_in(
+            callback,
+            debug,
+            timer,
+            crate::contextvars::RunContext::capture(),
+        )
+    }
+
+    /// A handle running `callback` in `context`.
+    #[track_caller]
+    pub(crate) fn new_in<F, R>(
+        callback: F,
+        debug: bool,
+        timer: Option<(f64, &Rc<LoopInner>)>,
+        context: crate::contextvars::RunContext,
     ) -> Handle
     where
         F: FnOnce() -> R + 'static,
@@ -200,6 +223,7 @@ impl Handle {
             timer_loop,
             debug,
             location: Location::caller(),
+            context,
             callback: CallbackSlot(Cell::new(Some(callback))),
         });
         Handle { cell }

@@ -66,6 +66,8 @@ pub enum ErrorKind {
     SystemExit,
     /// `RecursionError` (a `RuntimeError` in Python).
     RecursionError,
+    /// `LookupError`: an unset context variable without a default.
+    LookupError,
     /// A Rust panic caught in a task or callback.
     Panic,
     /// Any other error: a user error wrapped by `?` or [`Error::new`].
@@ -96,6 +98,7 @@ impl ErrorKind {
             ErrorKind::KeyboardInterrupt => "KeyboardInterrupt",
             ErrorKind::SystemExit => "SystemExit",
             ErrorKind::RecursionError => "RecursionError",
+            ErrorKind::LookupError => "LookupError",
             ErrorKind::Panic => "Panic",
             ErrorKind::Exception => "Exception",
         }

@@ -47,6 +47,9 @@ type DoneCallback<T> = Box<dyn FnOnce(&Future<T>)>;
 struct DoneEntry<T: 'static> {
     id: CallbackId,
     name: &'static str,
+    /// The context current when the callback was added, as CPython's
+    /// `add_done_callback` copies it.
+    context: crate::contextvars::RunContext,
     callback: DoneCallback<T>,
 }
 
@@ -427,8 +430,12 @@ impl<T: 'static> FutureCell<T, dyn CellExt> {
             }
             Waiter::Done(entry) => {
                 let fut = Future { cell: self.clone() };
-                let callback = entry.callback;
-                self.core.loop_.call_soon_internal(move || callback(&fut));
+                let DoneEntry {
+                    callback, context, ..
+                } = *entry;
+                self.core
+                    .loop_
+                    .call_soon_internal(context, move || callback(&fut));
             }
         };
         match waiters {
@@ -480,12 +487,19 @@ impl<T: 'static> FutureCell<T, dyn CellExt> {
         callback: DoneCallback<T>,
     ) -> CallbackId {
         let id = self.core.next_callback_id();
+        let context = crate::contextvars::RunContext::capture();
         if self.core.is_pending() {
-            self.core
-                .add_waiter(Waiter::Done(Box::new(DoneEntry { id, name, callback })));
+            self.core.add_waiter(Waiter::Done(Box::new(DoneEntry {
+                id,
+                name,
+                context,
+                callback,
+            })));
         } else {
             let fut = Future { cell: self.clone() };
-            self.core.loop_.call_soon_internal(move || callback(&fut));
+            self.core
+                .loop_
+                .call_soon_internal(context, move || callback(&fut));
         }
         id
     }

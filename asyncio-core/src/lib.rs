@@ -10,6 +10,7 @@
 
 pub mod asyncgen;
 pub mod base_events;
+pub mod contextvars;
 pub mod coroutines;
 pub mod events;
 pub mod exception_context;
@@ -45,10 +46,11 @@ pub use futures::{ensure_future, Awaitable, CallbackId, Future, FutureAwait, Tak
 pub use slots::{Registration, Schedulable};
 pub use taskgroups::TaskGroup;
 pub use tasks::{
-    all_tasks, all_tasks_of, as_completed, cancellable, create_task, create_task_named,
-    current_task, current_task_of, eager_task_factory, gather, run_coroutine_threadsafe, shield,
-    sleep, sleep_with, wait, wrap_future, AnyTask, AsCompleted, Cancellable, ConcurrentFuture,
-    GatheringFuture, GatheringFutureAll, ReturnWhen, Sleep, Task, TaskFactory, TaskInit, Wait,
+    all_tasks, all_tasks_of, as_completed, cancellable, create_task, create_task_in,
+    create_task_named, current_task, current_task_of, eager_task_factory, gather,
+    run_coroutine_threadsafe, shield, sleep, sleep_with, wait, wrap_future, AnyTask, AsCompleted,
+    Cancellable, ConcurrentFuture, GatheringFuture, GatheringFutureAll, ReturnWhen, Sleep, Task,
+    TaskFactory, TaskInit, Wait,
 };
 pub use timeouts::{timeout, timeout_at, wait_for, Timeout, TimeoutArg};
 pub use transports::Address;

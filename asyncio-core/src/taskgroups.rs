@@ -106,7 +106,21 @@ impl TaskGroup {
         F: std::future::Future<Output = Result<T>> + 'static,
         T: 'static,
     {
-        self.spawn(coro, None)
+        self.spawn(coro, None, None)
+    }
+
+    /// `TaskGroup.create_task(coro, context=ctx)`: the task runs in `context`.
+    #[track_caller]
+    pub fn create_task_in<F, T>(
+        &self,
+        context: &crate::contextvars::Context,
+        coro: F,
+    ) -> Result<Task<T>>
+    where
+        F: std::future::Future<Output = Result<T>> + 'static,
+        T: 'static,
+    {
+        self.spawn(coro, None, Some(context.clone()))
     }
 
     /// [`create_task`](TaskGroup::create_task) with a name.
@@ -116,11 +130,16 @@ impl TaskGroup {
         F: std::future::Future<Output = Result<T>> + 'static,
         T: 'static,
     {
-        self.spawn(coro, Some(name.into()))
+        self.spawn(coro, Some(name.into()), None)
     }
 
     #[track_caller]
-    fn spawn<F, T>(&self, coro: F, name: Option<String>) -> Result<Task<T>>
+    fn spawn<F, T>(
+        &self,
+        coro: F,
+        name: Option<String>,
+        context: Option<crate::contextvars::Context>,
+    ) -> Result<Task<T>>
     where
         F: std::future::Future<Output = Result<T>> + 'static,
         T: 'static,
@@ -144,10 +163,7 @@ impl TaskGroup {
             .borrow()
             .clone()
             .ok_or_else(|| Error::runtime("no running event loop"))?;
-        let task = match name {
-            Some(n) => loop_.create_task_named(coro, n)?,
-            None => loop_.create_task(coro)?,
-        };
+        let task = loop_.spawn_task(coro, name, context, std::panic::Location::caller())?;
         let any = task.as_any();
         if task.done() {
             self.on_task_done(&any);

@@ -582,6 +582,65 @@ impl EventLoop {
         Ok(handle)
     }
 
+    /// `call_soon(callback, context=ctx)`: like [`call_soon`](EventLoop::call_soon),
+    /// running `callback` in `context` itself rather than in a copy of the
+    /// current context, so that what it sets stays there.
+    #[track_caller]
+    pub fn call_soon_in<F, R>(
+        &self,
+        context: &crate::contextvars::Context,
+        callback: F,
+    ) -> Result<Handle>
+    where
+        F: FnOnce() -> R + 'static,
+        R: CallbackResult + 'static,
+    {
+        self.check_closed()?;
+        let handle = Handle::new_in(
+            callback,
+            self.inner.debug.get(),
+            None,
+            crate::contextvars::RunContext::Given(context.clone()),
+        );
+        self.inner.push_ready(Ready::Handle(handle.clone()));
+        Ok(handle)
+    }
+
+    /// `call_later(delay, callback, context=ctx)`: see [`call_soon_in`](EventLoop::call_soon_in).
+    #[track_caller]
+    pub fn call_later_in<F, R>(
+        &self,
+        context: &crate::contextvars::Context,
+        delay: impl Delay,
+        callback: F,
+    ) -> Result<TimerHandle>
+    where
+        F: FnOnce() -> R + 'static,
+        R: CallbackResult + 'static,
+    {
+        let delay = check_delay(delay.as_secs())?;
+        self.call_at_in(context, self.time() + delay, callback)
+    }
+
+    /// `call_at(when, callback, context=ctx)`: see [`call_soon_in`](EventLoop::call_soon_in).
+    #[track_caller]
+    pub fn call_at_in<F, R>(
+        &self,
+        context: &crate::contextvars::Context,
+        when: f64,
+        callback: F,
+    ) -> Result<TimerHandle>
+    where
+        F: FnOnce() -> R + 'static,
+        R: CallbackResult + 'static,
+    {
+        self.schedule_at(
+            when,
+            callback,
+            crate::contextvars::RunContext::Given(context.clone()),
+        )
+    }
+
     /// Schedules `callback` to run after `delay` (seconds or a `Duration`).
     #[track_caller]
     pub fn call_later<F, R>(&self, delay: impl Delay, callback: F) -> Result<TimerHandle>
@@ -600,11 +659,30 @@ impl EventLoop {
         F: FnOnce() -> R + 'static,
         R: CallbackResult + 'static,
     {
+        self.schedule_at(when, callback, crate::contextvars::RunContext::capture())
+    }
+
+    #[track_caller]
+    fn schedule_at<F, R>(
+        &self,
+        when: f64,
+        callback: F,
+        context: crate::contextvars::RunContext,
+    ) -> Result<TimerHandle>
+    where
+        F: FnOnce() -> R + 'static,
+        R: CallbackResult + 'static,
+    {
         if when.is_nan() {
             return Err(Error::value("Invalid when: NaN (not a number)"));
         }
         self.check_closed()?;
-        let handle = Handle::new(callback, self.inner.debug.get(), Some((when, &self.inner)));
+        let handle = Handle::new_in(
+            callback,
+            self.inner.debug.get(),
+            Some((when, &self.inner)),
+            context,
+        );
         self.inner.push_timer(handle.clone(), when);
         Ok(TimerHandle { handle })
     }
@@ -924,14 +1002,19 @@ impl LoopInner {
         self.debug.get()
     }
 
-    /// `call_soon` for the library's own callbacks (done callbacks); a closed
-    /// loop silently drops them, since they could never run.
+    /// `call_soon` for the library's own callbacks (done callbacks, in the
+    /// context current when they were added); a closed loop silently drops
+    /// them, since they could never run.
     #[track_caller]
-    pub(crate) fn call_soon_internal<F: FnOnce() + 'static>(&self, callback: F) {
+    pub(crate) fn call_soon_internal<F: FnOnce() + 'static>(
+        &self,
+        context: crate::contextvars::RunContext,
+        callback: F,
+    ) {
         if self.closed.get() {
             return;
         }
-        let handle = Handle::new(callback, self.debug.get(), None);
+        let handle = Handle::new_in(callback, self.debug.get(), None, context);
         self.push_ready(Ready::Handle(handle));
     }
 
@@ -1169,7 +1252,10 @@ impl LoopInner {
     }
 
     fn run_handle(&self, handle: &Handle) {
-        let outcome = catch_unwind(AssertUnwindSafe(|| handle.cell.callback.call()));
+        let cell = &handle.cell;
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            cell.context.run(|| cell.callback.call()).and_then(|r| r)
+        }));
         let error = match outcome {
             Ok(Ok(())) => return,
             Ok(Err(e)) if e.kind().is_exit() => return self.escape(e),

@@ -104,6 +104,8 @@ pub(crate) struct TaskState {
     /// the next await raises it instead of cancelling the awaited task again.
     pub(crate) cancel_directly: Cell<bool>,
     pub(crate) log_destroy_pending: Cell<bool>,
+    /// The context every step runs in.
+    context: RefCell<crate::contextvars::TaskContext>,
 }
 
 impl TaskState {
@@ -206,7 +208,9 @@ where
             let coro = unsafe { Pin::new_unchecked(coro) };
             let waker = crate::slots::slot_waker(self.core.loop_.tag, task.key);
             let mut cx = Context::from_waker(&waker);
-            catch_unwind(AssertUnwindSafe(|| coro.poll(&mut cx)))
+            catch_unwind(AssertUnwindSafe(|| {
+                crate::contextvars::TaskContext::run(&task.context, || coro.poll(&mut cx))
+            }))
         };
         swap_current_task(previous);
         task.resumed_from.set(std::ptr::null());
@@ -454,7 +458,23 @@ impl EventLoop {
         F: std::future::Future<Output = Result<T>> + 'static,
         T: 'static,
     {
-        self.spawn_task(coro, None, Location::caller())
+        self.spawn_task(coro, None, None, Location::caller())
+    }
+
+    /// `loop.create_task(coro, context=ctx)`: the task runs in `context`
+    /// itself (not in a copy of the current context), so what it sets stays
+    /// there.
+    #[track_caller]
+    pub fn create_task_in<F, T>(
+        &self,
+        context: &crate::contextvars::Context,
+        coro: F,
+    ) -> Result<Task<T>>
+    where
+        F: std::future::Future<Output = Result<T>> + 'static,
+        T: 'static,
+    {
+        self.spawn_task(coro, None, Some(context.clone()), Location::caller())
     }
 
     /// [`create_task`](EventLoop::create_task) with a name (`name=` in Python).
@@ -464,13 +484,14 @@ impl EventLoop {
         F: std::future::Future<Output = Result<T>> + 'static,
         T: 'static,
     {
-        self.spawn_task(coro, Some(name.into()), Location::caller())
+        self.spawn_task(coro, Some(name.into()), None, Location::caller())
     }
 
-    fn spawn_task<F, T>(
+    pub(crate) fn spawn_task<F, T>(
         &self,
         coro: F,
         name: Option<String>,
+        context: Option<crate::contextvars::Context>,
         location: &'static Location<'static>,
     ) -> Result<Task<T>>
     where
@@ -510,6 +531,10 @@ impl EventLoop {
             cancelling_now: Cell::new(false),
             cancel_directly: Cell::new(false),
             log_destroy_pending: Cell::new(true),
+            context: RefCell::new(match context {
+                Some(ctx) => crate::contextvars::TaskContext::Given(ctx),
+                None => crate::contextvars::TaskContext::capture(),
+            }),
         };
         let cell: Rc<TaskCell<T, F>> = Rc::new_cyclic(|weak: &Weak<TaskCell<T, F>>| {
             let this: Weak<dyn FutureObj> = weak.clone();
@@ -545,7 +570,18 @@ where
     T: 'static,
 {
     let location = Location::caller();
-    crate::events::get_running_loop()?.spawn_task(coro, None, location)
+    crate::events::get_running_loop()?.spawn_task(coro, None, None, location)
+}
+
+/// `asyncio.create_task(coro, context=ctx)`: see [`EventLoop::create_task_in`].
+#[track_caller]
+pub fn create_task_in<F, T>(context: &crate::contextvars::Context, coro: F) -> Result<Task<T>>
+where
+    F: std::future::Future<Output = Result<T>> + 'static,
+    T: 'static,
+{
+    let location = Location::caller();
+    crate::events::get_running_loop()?.spawn_task(coro, None, Some(context.clone()), location)
 }
 
 /// `asyncio.create_task(coro, name=…)`.
@@ -556,7 +592,7 @@ where
     T: 'static,
 {
     let location = Location::caller();
-    crate::events::get_running_loop()?.spawn_task(coro, Some(name.into()), location)
+    crate::events::get_running_loop()?.spawn_task(coro, Some(name.into()), None, location)
 }
 
 // ===== Task =====
@@ -650,6 +686,12 @@ impl<T: 'static> Task<T> {
     /// coroutine object; a Rust future has only its type name).
     pub fn get_coro(&self) -> &'static str {
         self.fut.cell.ext.coro_name()
+    }
+
+    /// The context the task runs in (`Task.get_context()`): the copy made
+    /// when it was created, or the one given to `create_task_in`.
+    pub fn get_context(&self) -> crate::contextvars::Context {
+        crate::contextvars::TaskContext::as_context(&self.state().context)
     }
 
     /// The task as a [`Future`] handle.
@@ -789,6 +831,11 @@ impl AnyTask {
     /// The coroutine's printable name.
     pub fn get_coro(&self) -> &'static str {
         self.obj.coro_name()
+    }
+
+    /// `Task.get_context()`.
+    pub fn get_context(&self) -> crate::contextvars::Context {
+        crate::contextvars::TaskContext::as_context(&self.state().context)
     }
 
     /// The loop the task runs on.
