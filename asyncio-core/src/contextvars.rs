@@ -38,7 +38,7 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::marker::PhantomData;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::exceptions::{py_str_repr, Error, ErrorKind, Result};
 
@@ -74,6 +74,23 @@ impl Vars {
 
 /// Variable identities, unique in the process.
 static NEXT_VAR_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Set by the first `ContextVar::set` of the process. Until then every
+/// context is empty, so callbacks and tasks need not switch contexts at
+/// all: a program that never uses context variables pays one relaxed load
+/// per callback for them.
+static IN_USE: AtomicBool = AtomicBool::new(false);
+
+#[inline]
+pub(crate) fn in_use() -> bool {
+    IN_USE.load(Ordering::Relaxed)
+}
+
+/// The first value was set inside a callback or task step run without a
+/// context switch: take it back out of the thread's base context.
+fn take_first_values() -> Snapshot {
+    CURRENT.with(|c| c.borrow_mut().vars.take())
+}
 
 /// The context the code on this thread runs in. Contexts never leave their
 /// thread (they hold `Rc`s), so their identities count per thread; 0 is the
@@ -131,14 +148,39 @@ pub(crate) enum RunContext {
 
 impl RunContext {
     /// A copy of the current context.
+    #[inline]
     pub(crate) fn capture() -> RunContext {
+        if !in_use() {
+            return RunContext::Copy(None);
+        }
         RunContext::Copy(current_snapshot())
+    }
+
+    /// `true` when running in this context needs no switch: an empty copy
+    /// while no context variable was ever set.
+    #[inline]
+    pub(crate) fn is_trivial(&self) -> bool {
+        matches!(self, RunContext::Copy(None)) && !in_use()
+    }
+
+    /// After a callback ran without a switch ([`is_trivial`](Self::is_trivial)):
+    /// a first value it set belonged to its copy, which ends here.
+    #[inline]
+    pub(crate) fn after_trivial_run() {
+        if in_use() {
+            drop(take_first_values());
+        }
     }
 
     /// Runs `f` in this context. A given context already entered is
     /// CPython's `RuntimeError("cannot enter context: … is already entered")`.
     pub(crate) fn run<R>(&self, f: impl FnOnce() -> R) -> Result<R> {
         match self {
+            RunContext::Copy(None) if !in_use() => {
+                let r = f();
+                RunContext::after_trivial_run();
+                Ok(r)
+            }
             RunContext::Copy(snapshot) => {
                 let previous = swap_current(snapshot.clone(), None);
                 let _restore = Restore(Some(previous), None);
@@ -173,21 +215,38 @@ pub(crate) enum TaskContext {
 }
 
 impl TaskContext {
-    /// A copy of the current context, for a new task.
+    /// A copy of the current context, for a new task (its identity is
+    /// given when first needed: 0 is "none yet").
     pub(crate) fn capture() -> TaskContext {
         TaskContext::Own {
-            vars: current_snapshot(),
-            id: new_context_id(),
+            vars: if in_use() { current_snapshot() } else { None },
+            id: 0,
         }
     }
 
     /// Runs one step of the task in its context; what the step sets stays
     /// in the task's context.
     pub(crate) fn run<R>(cell: &RefCell<TaskContext>, f: impl FnOnce() -> R) -> R {
+        if !in_use() && matches!(&*cell.borrow(), TaskContext::Own { vars: None, .. }) {
+            let r = f();
+            if in_use() {
+                // The step set the process's first value: it is the task's.
+                let first = take_first_values();
+                if let TaskContext::Own { vars, .. } = &mut *cell.borrow_mut() {
+                    *vars = first;
+                }
+            }
+            return r;
+        }
         let entered = {
             let mut context = cell.borrow_mut();
             match &mut *context {
-                TaskContext::Own { vars, id } => Some((vars.take(), *id)),
+                TaskContext::Own { vars, id } => {
+                    if *id == 0 {
+                        *id = new_context_id();
+                    }
+                    Some((vars.take(), *id))
+                }
                 TaskContext::Given(ctx) if !ctx.inner.entered.get() => {
                     ctx.inner.entered.set(true);
                     Some((ctx.inner.vars.borrow_mut().take(), ctx.inner.id))
@@ -225,6 +284,9 @@ impl TaskContext {
     pub(crate) fn as_context(cell: &RefCell<TaskContext>) -> Context {
         let mut context = cell.borrow_mut();
         if let TaskContext::Own { vars, id } = &mut *context {
+            if *id == 0 {
+                *id = new_context_id();
+            }
             // Inside one of the task's own steps its values are the
             // thread's current ones: the new object starts entered.
             let running = CURRENT.with(|c| c.borrow().id == *id);
@@ -463,6 +525,7 @@ impl<T: Clone + 'static> ContextVar<T> {
     /// Sets the value in the current context; the token undoes it
     /// ([`reset`](ContextVar::reset)).
     pub fn set(&self, value: T) -> Token<T> {
+        IN_USE.store(true, Ordering::Relaxed);
         let id = self.id();
         CURRENT.with(|c| {
             let mut c = c.borrow_mut();

@@ -183,6 +183,7 @@ pub struct Handle {
 impl Handle {
     /// A handle running `callback` in a copy of the current context.
     #[track_caller]
+    #[inline]
     pub(crate) fn new<F, R>(
         callback: F,
         debug: bool,
@@ -202,6 +203,7 @@ impl Handle {
 
     /// A handle running `callback` in `context`.
     #[track_caller]
+    #[inline]
     pub(crate) fn new_in<F, R>(
         callback: F,
         debug: bool,

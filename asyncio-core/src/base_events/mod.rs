@@ -148,6 +148,8 @@ pub(crate) struct LoopInner {
     /// it ends the current iteration and leaves `run_forever`, as the
     /// exception propagates out of CPython's `_run_once`.
     escaping: RefCell<Option<Error>>,
+    /// `escaping.is_some()`, read after every callback.
+    has_escaping: Cell<bool>,
     /// Nesting of `call_exception_handler` (a handler that reports again).
     handler_depth: Cell<u32>,
     /// The last owning handle was dropped while the loop ran.
@@ -272,6 +274,7 @@ impl EventLoop {
                 asyncgens_shutdown_called: Cell::new(false),
                 backend: Box::new(implementation),
                 escaping: RefCell::new(None),
+                has_escaping: Cell::new(false),
                 handler_depth: Cell::new(0),
                 close_when_stopped: Cell::new(false),
             }),
@@ -341,6 +344,7 @@ impl EventLoop {
         *inner.driver_waker.borrow_mut() = None;
         events::_set_running_loop(previous);
         let escaped = inner.escaping.borrow_mut().take();
+        inner.has_escaping.set(false);
         if inner.close_when_stopped.get() {
             self.close_unowned();
         }
@@ -1107,7 +1111,7 @@ impl LoopInner {
             }
             self.run_timers();
             self.run_ready();
-            if self.escaping.borrow().is_some() {
+            if self.has_escaping.get() {
                 break Poll::Ready(());
             }
             if self.stopping.get() {
@@ -1148,7 +1152,7 @@ impl LoopInner {
             } else {
                 self.run_ready_item(item);
             }
-            if self.escaping.borrow().is_some() {
+            if self.has_escaping.get() {
                 // The rest of the batch waits for the next `run_forever`.
                 return;
             }
@@ -1161,6 +1165,7 @@ impl LoopInner {
         let mut slot = self.escaping.borrow_mut();
         if slot.is_none() {
             *slot = Some(error);
+            self.has_escaping.set(true);
         }
         drop(slot);
         self.wake_driver_if_idle();
@@ -1253,9 +1258,15 @@ impl LoopInner {
 
     fn run_handle(&self, handle: &Handle) {
         let cell = &handle.cell;
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            cell.context.run(|| cell.callback.call()).and_then(|r| r)
-        }));
+        let outcome = if cell.context.is_trivial() {
+            let outcome = catch_unwind(AssertUnwindSafe(|| cell.callback.call()));
+            crate::contextvars::RunContext::after_trivial_run();
+            outcome
+        } else {
+            catch_unwind(AssertUnwindSafe(|| {
+                cell.context.run(|| cell.callback.call()).and_then(|r| r)
+            }))
+        };
         let error = match outcome {
             Ok(Ok(())) => return,
             Ok(Err(e)) if e.kind().is_exit() => return self.escape(e),
