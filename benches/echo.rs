@@ -13,6 +13,7 @@
 //! `echo --server asyncio|tokio`, `echo --client PORT SIZE CONNS SECONDS|-ROUNDS`,
 //! `echo --idle PORT CONNS`.
 
+use std::cell::OnceCell;
 use std::cell::RefCell;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
@@ -25,19 +26,19 @@ use asyncio::{BaseProtocol, Protocol, Transport};
 
 #[derive(Default)]
 struct Echo {
-    transport: Option<Rc<dyn Transport>>,
+    transport: OnceCell<Rc<dyn Transport>>,
 }
 
 impl BaseProtocol for Echo {}
 
 impl Protocol for Echo {
-    fn connection_made(&mut self, transport: Rc<dyn Transport>) -> asyncio::Result<()> {
-        self.transport = Some(transport);
+    fn connection_made(self: &Rc<Self>, transport: Rc<dyn Transport>) -> asyncio::Result<()> {
+        let _ = self.transport.set(transport);
         Ok(())
     }
 
-    fn data_received(&mut self, data: &[u8]) -> asyncio::Result<()> {
-        match &self.transport {
+    fn data_received(self: &Rc<Self>, data: &[u8]) -> asyncio::Result<()> {
+        match self.transport.get() {
             Some(t) => t.write(data),
             None => Ok(()),
         }

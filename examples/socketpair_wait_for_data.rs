@@ -2,6 +2,7 @@
 //! (asyncio-protocol.html#connecting-existing-sockets): a socket pair,
 //! one end wrapped with `create_connection(sock=…)`, waits for data.
 
+use std::cell::OnceCell;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
@@ -9,12 +10,12 @@ use std::rc::Rc;
 use asyncio::{BaseProtocol, Future, Protocol, Transport};
 
 struct MyProtocol {
-    transport: Option<Rc<dyn Transport>>,
+    transport: OnceCell<Rc<dyn Transport>>,
     on_con_lost: Future<()>,
 }
 
 impl BaseProtocol for MyProtocol {
-    fn connection_lost(&mut self, _exc: Option<asyncio::Error>) -> asyncio::Result<()> {
+    fn connection_lost(self: &Rc<Self>, _exc: Option<asyncio::Error>) -> asyncio::Result<()> {
         // The socket has been closed
         let _ = self.on_con_lost.set_result(());
         Ok(())
@@ -22,17 +23,17 @@ impl BaseProtocol for MyProtocol {
 }
 
 impl Protocol for MyProtocol {
-    fn connection_made(&mut self, transport: Rc<dyn Transport>) -> asyncio::Result<()> {
-        self.transport = Some(transport);
+    fn connection_made(self: &Rc<Self>, transport: Rc<dyn Transport>) -> asyncio::Result<()> {
+        let _ = self.transport.set(transport);
         Ok(())
     }
 
-    fn data_received(&mut self, data: &[u8]) -> asyncio::Result<()> {
+    fn data_received(self: &Rc<Self>, data: &[u8]) -> asyncio::Result<()> {
         println!("Received: {:?}", String::from_utf8_lossy(data));
 
         // We are done: close the transport;
         // connection_lost() will be called automatically.
-        if let Some(t) = &self.transport {
+        if let Some(t) = self.transport.get() {
             t.close();
         }
         Ok(())
@@ -52,7 +53,7 @@ async fn main() -> asyncio::Result<()> {
     let lost = on_con_lost.clone();
     let (transport, _protocol) = loop_
         .create_connection(move || MyProtocol {
-            transport: None,
+            transport: OnceCell::new(),
             on_con_lost: lost,
         })
         .sock(rsock)

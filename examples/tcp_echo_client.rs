@@ -5,6 +5,7 @@
 //! open (for load generators), so this client closes it once the echo is
 //! back.
 
+use std::cell::OnceCell;
 use std::rc::Rc;
 
 use asyncio::{BaseProtocol, Future, Protocol, Transport};
@@ -12,11 +13,11 @@ use asyncio::{BaseProtocol, Future, Protocol, Transport};
 struct EchoClientProtocol {
     message: String,
     on_con_lost: Future<()>,
-    transport: Option<Rc<dyn Transport>>,
+    transport: OnceCell<Rc<dyn Transport>>,
 }
 
 impl BaseProtocol for EchoClientProtocol {
-    fn connection_lost(&mut self, _exc: Option<asyncio::Error>) -> asyncio::Result<()> {
+    fn connection_lost(self: &Rc<Self>, _exc: Option<asyncio::Error>) -> asyncio::Result<()> {
         println!("The connection is closed");
         let _ = self.on_con_lost.set_result(());
         Ok(())
@@ -24,16 +25,16 @@ impl BaseProtocol for EchoClientProtocol {
 }
 
 impl Protocol for EchoClientProtocol {
-    fn connection_made(&mut self, transport: Rc<dyn Transport>) -> asyncio::Result<()> {
+    fn connection_made(self: &Rc<Self>, transport: Rc<dyn Transport>) -> asyncio::Result<()> {
         transport.write(self.message.as_bytes())?;
         println!("Data sent: '{}'", self.message);
-        self.transport = Some(transport);
+        let _ = self.transport.set(transport);
         Ok(())
     }
 
-    fn data_received(&mut self, data: &[u8]) -> asyncio::Result<()> {
+    fn data_received(self: &Rc<Self>, data: &[u8]) -> asyncio::Result<()> {
         println!("Data received: '{}'", String::from_utf8_lossy(data));
-        if let Some(transport) = &self.transport {
+        if let Some(transport) = self.transport.get() {
             transport.close();
         }
         Ok(())
@@ -61,7 +62,7 @@ async fn main() -> asyncio::Result<()> {
         .create_connection(move || EchoClientProtocol {
             message,
             on_con_lost: lost,
-            transport: None,
+            transport: OnceCell::new(),
         })
         .host(host)
         .port(port.parse()?)

@@ -7,36 +7,37 @@
 //! connection (`tcp_echo_client` closes its end itself). With `--quiet` it
 //! prints nothing per connection.
 
+use std::cell::OnceCell;
 use std::rc::Rc;
 
 use asyncio::{BaseProtocol, Protocol, Transport};
 
 #[derive(Default)]
 struct EchoServerProtocol {
-    transport: Option<Rc<dyn Transport>>,
+    transport: OnceCell<Rc<dyn Transport>>,
     quiet: bool,
 }
 
 impl BaseProtocol for EchoServerProtocol {}
 
 impl Protocol for EchoServerProtocol {
-    fn connection_made(&mut self, transport: Rc<dyn Transport>) -> asyncio::Result<()> {
+    fn connection_made(self: &Rc<Self>, transport: Rc<dyn Transport>) -> asyncio::Result<()> {
         if !self.quiet {
             if let Some(peername) = transport.get_extra_info("peername") {
                 println!("Connection from {peername}");
             }
         }
-        self.transport = Some(transport);
+        let _ = self.transport.set(transport);
         Ok(())
     }
 
-    fn data_received(&mut self, data: &[u8]) -> asyncio::Result<()> {
+    fn data_received(self: &Rc<Self>, data: &[u8]) -> asyncio::Result<()> {
         if !self.quiet {
             let message = String::from_utf8_lossy(data);
             println!("Data received: '{message}'");
             println!("Send: '{message}'");
         }
-        match &self.transport {
+        match self.transport.get() {
             Some(t) => t.write(data),
             None => Ok(()),
         }
@@ -59,8 +60,8 @@ async fn main() -> asyncio::Result<()> {
 
     let server = loop_
         .create_server(move || EchoServerProtocol {
-            transport: None,
             quiet,
+            ..EchoServerProtocol::default()
         })
         .host(host)
         .port(port)

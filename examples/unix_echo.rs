@@ -3,25 +3,26 @@
 //! `create_unix_connection`. The socket file is removed when the server
 //! closes.
 
+use std::cell::OnceCell;
 use std::rc::Rc;
 
 use asyncio::{BaseProtocol, Future, Protocol, Transport};
 
 #[derive(Default)]
 struct Echo {
-    transport: Option<Rc<dyn Transport>>,
+    transport: OnceCell<Rc<dyn Transport>>,
 }
 
 impl BaseProtocol for Echo {}
 
 impl Protocol for Echo {
-    fn connection_made(&mut self, transport: Rc<dyn Transport>) -> asyncio::Result<()> {
-        self.transport = Some(transport);
+    fn connection_made(self: &Rc<Self>, transport: Rc<dyn Transport>) -> asyncio::Result<()> {
+        let _ = self.transport.set(transport);
         Ok(())
     }
 
-    fn data_received(&mut self, data: &[u8]) -> asyncio::Result<()> {
-        match &self.transport {
+    fn data_received(self: &Rc<Self>, data: &[u8]) -> asyncio::Result<()> {
+        match self.transport.get() {
             Some(t) => t.write(data),
             None => Ok(()),
         }
@@ -35,11 +36,11 @@ struct Client {
 impl BaseProtocol for Client {}
 
 impl Protocol for Client {
-    fn connection_made(&mut self, transport: Rc<dyn Transport>) -> asyncio::Result<()> {
+    fn connection_made(self: &Rc<Self>, transport: Rc<dyn Transport>) -> asyncio::Result<()> {
         transport.write(b"Hello over a Unix socket!")
     }
 
-    fn data_received(&mut self, data: &[u8]) -> asyncio::Result<()> {
+    fn data_received(self: &Rc<Self>, data: &[u8]) -> asyncio::Result<()> {
         if !self.reply.done() {
             self.reply.set_result(data.to_vec())?;
         }

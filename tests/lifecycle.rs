@@ -259,14 +259,14 @@ fn p2_handles_given_out_by_the_loop_do_not_own_it() {
 struct HoldsFuture {
     _fut: asyncio::Future<()>,
     _witness: Rc<()>,
-    transport: Option<Rc<dyn Transport>>,
+    transport: RefCell<Option<Rc<dyn Transport>>>,
 }
 
 impl BaseProtocol for HoldsFuture {}
 
 impl Protocol for HoldsFuture {
-    fn connection_made(&mut self, transport: Rc<dyn Transport>) -> Result<()> {
-        self.transport = Some(transport);
+    fn connection_made(self: &Rc<Self>, transport: Rc<dyn Transport>) -> Result<()> {
+        *self.transport.borrow_mut() = Some(transport);
         Ok(())
     }
 }
@@ -296,7 +296,7 @@ fn p3_close_breaks_cycles_through_handlers_factories_and_protocols() {
                 .create_server(move || HoldsFuture {
                     _fut: h3.clone(),
                     _witness: w3.clone(),
-                    transport: None,
+                    transport: RefCell::new(None),
                 })
                 .host("127.0.0.1")
                 .port(0)
@@ -324,11 +324,11 @@ fn p3_set_protocol_after_connection_lost_keeps_no_cycle() {
         let p = pair(Rec::new, Rec::new).await?;
         p.client.close();
         p.client_log.wait_lost().await?;
-        let late = Rc::new(RefCell::new(HoldsFuture {
+        let late = Rc::new(HoldsFuture {
             _fut: asyncio::get_running_loop()?.create_future(),
             _witness: Rc::new(()),
-            transport: Some(p.client.clone()),
-        }));
+            transport: RefCell::new(Some(p.client.clone())),
+        });
         let weak = Rc::downgrade(&late);
         p.client
             .set_protocol(asyncio::StreamProtocolRef::new(late.clone()));

@@ -47,14 +47,14 @@ static ALLOCATOR: Counting = Counting;
 
 struct Holder {
     _fut: asyncio::Future<()>,
-    transport: Option<Rc<dyn Transport>>,
+    transport: std::cell::OnceCell<Rc<dyn Transport>>,
 }
 
 impl BaseProtocol for Holder {}
 
 impl Protocol for Holder {
-    fn connection_made(&mut self, transport: Rc<dyn Transport>) -> Result<()> {
-        self.transport = Some(transport);
+    fn connection_made(self: &Rc<Self>, transport: Rc<dyn Transport>) -> Result<()> {
+        let _ = self.transport.set(transport);
         Ok(())
     }
 }
@@ -79,7 +79,7 @@ fn one_run() {
         let server = loop_
             .create_server(move || Holder {
                 _fut: h.clone(),
-                transport: None,
+                transport: Default::default(),
             })
             .host("127.0.0.1")
             .port(0)
@@ -89,7 +89,7 @@ fn one_run() {
         let (client, _) = loop_
             .create_connection(move || Holder {
                 _fut: h,
-                transport: None,
+                transport: Default::default(),
             })
             .host("127.0.0.1")
             .port(port)

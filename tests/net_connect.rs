@@ -600,7 +600,7 @@ async fn connect_accepted_socket_wraps_an_accepted_stream() -> asyncio::Result<(
         .connect_accepted_socket(move || Rec::echo(&l), accepted)
         .await?;
     assert_eq!(log.summary(), ["made"]);
-    assert!(proto.borrow().transport.is_some());
+    assert!(proto.transport.borrow().is_some());
     let peername = t
         .get_extra_info("peername")
         .and_then(|i| i.as_address().cloned());

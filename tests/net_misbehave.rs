@@ -2,7 +2,7 @@
 //! server's memory past the high-water mark, and one client's bad input or
 //! reset does not disturb the others.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::rc::Rc;
@@ -12,40 +12,38 @@ use asyncio::{BaseProtocol, Error, Future, Protocol, Server, Transport};
 
 const CHUNK: usize = 16 * 1024;
 
-/// Streams data while the transport lets it: stops at `pause_writing`,
-/// goes on at `resume_writing`. A `pause_writing` triggered by a write inside
-/// one of the protocol's own callbacks arrives when that callback returns,
-/// so the write loop also stops once the buffer passes the high-water mark.
+/// Streams data while the transport lets it, written as Python producers
+/// are: `while not self.paused: transport.write(chunk)`. The `write()` that
+/// crosses the high-water mark calls `pause_writing()` before it returns,
+/// so the loop stops there.
 struct Firehose {
-    transport: Option<Rc<dyn Transport>>,
+    transport: OnceCell<Rc<dyn Transport>>,
     paused_at: Rc<Cell<Option<usize>>>,
     on_pause: Future<()>,
-    paused: bool,
+    paused: Cell<bool>,
+    writes: Cell<usize>,
     /// The transport, for the test to watch.
     seen: Rc<RefCell<Option<Rc<dyn Transport>>>>,
 }
 
 impl Firehose {
-    fn pump(&mut self) -> asyncio::Result<()> {
+    fn pump(self: &Rc<Self>) -> asyncio::Result<()> {
         let chunk = [b'x'; CHUNK];
-        let Some(t) = &self.transport else {
+        let Some(t) = self.transport.get() else {
             return Ok(());
         };
-        if self.paused {
-            return Ok(());
-        }
-        let (_, high) = t.get_write_buffer_limits();
-        while !t.is_closing() && t.get_write_buffer_size() <= high {
+        while !self.paused.get() {
             t.write(&chunk)?;
+            self.writes.set(self.writes.get() + 1);
         }
         Ok(())
     }
 }
 
 impl BaseProtocol for Firehose {
-    fn pause_writing(&mut self) -> asyncio::Result<()> {
-        self.paused = true;
-        if let Some(t) = &self.transport {
+    fn pause_writing(self: &Rc<Self>) -> asyncio::Result<()> {
+        self.paused.set(true);
+        if let Some(t) = self.transport.get() {
             self.paused_at.set(Some(t.get_write_buffer_size()));
         }
         if !self.on_pause.done() {
@@ -54,16 +52,16 @@ impl BaseProtocol for Firehose {
         Ok(())
     }
 
-    fn resume_writing(&mut self) -> asyncio::Result<()> {
-        self.paused = false;
+    fn resume_writing(self: &Rc<Self>) -> asyncio::Result<()> {
+        self.paused.set(false);
         self.pump()
     }
 }
 
 impl Protocol for Firehose {
-    fn connection_made(&mut self, transport: Rc<dyn Transport>) -> asyncio::Result<()> {
+    fn connection_made(self: &Rc<Self>, transport: Rc<dyn Transport>) -> asyncio::Result<()> {
         *self.seen.borrow_mut() = Some(transport.clone());
-        self.transport = Some(transport);
+        let _ = self.transport.set(transport);
         self.pump()
     }
 }
@@ -85,10 +83,11 @@ async fn a_peer_that_never_reads_cannot_grow_the_buffer_past_the_high_water_mark
     let (p, f, s) = (paused_at.clone(), on_pause.clone(), seen.clone());
     let server = loop_
         .create_server(move || Firehose {
-            transport: None,
+            transport: OnceCell::new(),
             paused_at: p.clone(),
             on_pause: f.clone(),
-            paused: false,
+            paused: Cell::new(false),
+            writes: Cell::new(0),
             seen: s.clone(),
         })
         .host("127.0.0.1")
@@ -120,12 +119,12 @@ async fn a_peer_that_never_reads_cannot_grow_the_buffer_past_the_high_water_mark
 /// Echoes, except that `boom` is a protocol error (a fatal error for that
 /// connection only).
 struct PickyEcho {
-    transport: Option<Rc<dyn Transport>>,
+    transport: OnceCell<Rc<dyn Transport>>,
     errors: Rc<RefCell<Vec<String>>>,
 }
 
 impl BaseProtocol for PickyEcho {
-    fn connection_lost(&mut self, exc: Option<Error>) -> asyncio::Result<()> {
+    fn connection_lost(self: &Rc<Self>, exc: Option<Error>) -> asyncio::Result<()> {
         if let Some(e) = exc {
             self.errors.borrow_mut().push(e.traceback_line());
         }
@@ -134,16 +133,16 @@ impl BaseProtocol for PickyEcho {
 }
 
 impl Protocol for PickyEcho {
-    fn connection_made(&mut self, transport: Rc<dyn Transport>) -> asyncio::Result<()> {
-        self.transport = Some(transport);
+    fn connection_made(self: &Rc<Self>, transport: Rc<dyn Transport>) -> asyncio::Result<()> {
+        let _ = self.transport.set(transport);
         Ok(())
     }
 
-    fn data_received(&mut self, data: &[u8]) -> asyncio::Result<()> {
+    fn data_received(self: &Rc<Self>, data: &[u8]) -> asyncio::Result<()> {
         if data.starts_with(b"boom") {
             return Err(Error::value("bad request"));
         }
-        match &self.transport {
+        match self.transport.get() {
             Some(t) => t.write(data),
             None => Ok(()),
         }
@@ -173,7 +172,7 @@ async fn one_misbehaving_client_does_not_disturb_the_others() -> asyncio::Result
     let e = errors.clone();
     let server = loop_
         .create_server(move || PickyEcho {
-            transport: None,
+            transport: OnceCell::new(),
             errors: e.clone(),
         })
         .host("127.0.0.1")

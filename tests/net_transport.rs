@@ -586,7 +586,7 @@ async fn pause_reading_also_holds_back_eof() -> asyncio::Result<()> {
 async fn set_protocol_mid_stream_switches_without_connection_made() -> asyncio::Result<()> {
     let loop_ = asyncio::get_running_loop()?;
     let second_log = Log::new(&loop_);
-    let second = Rc::new(RefCell::new(Rec::new(&second_log)));
+    let second = Rc::new(Rec::new(&second_log));
     let s2 = second.clone();
     let l2 = second_log.clone();
     let p = pair(
@@ -596,7 +596,7 @@ async fn set_protocol_mid_stream_switches_without_connection_made() -> asyncio::
             Rec {
                 on_data: Some(Box::new(move |t, _| {
                     // Switch from inside data_received.
-                    s2.borrow_mut().transport = Some(t.clone());
+                    *s2.transport.borrow_mut() = Some(t.clone());
                     l2.set_transport(t);
                     t.set_protocol(StreamProtocolRef::new(s2.clone()));
                     Ok(())
@@ -629,14 +629,14 @@ async fn set_protocol_mid_stream_switches_without_connection_made() -> asyncio::
 async fn set_protocol_to_a_buffered_protocol_mid_stream() -> asyncio::Result<()> {
     let loop_ = asyncio::get_running_loop()?;
     let buf_log = Log::new(&loop_);
-    let buffered = Rc::new(RefCell::new(BufRec::new(&buf_log, 7)));
+    let buffered = Rc::new(BufRec::new(&buf_log, 7));
     let b2 = buffered.clone();
     let p = pair(
         move |log| {
             let b2 = b2.clone();
             Rec {
                 on_data: Some(Box::new(move |t, _| {
-                    b2.borrow_mut().transport = Some(t.clone());
+                    *b2.transport.borrow_mut() = Some(t.clone());
                     t.set_protocol(StreamProtocolRef::buffered(b2.clone()));
                     Ok(())
                 })),

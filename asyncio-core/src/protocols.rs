@@ -1,13 +1,31 @@
 //! Protocols: the callbacks a transport calls (CPython's `protocols.py`).
 //!
-//! A protocol is a plain struct implementing these traits; the loop makes it
-//! with the protocol factory given to `create_connection`/`create_server`
-//! and keeps it in an `Rc<RefCell<_>>` shared by the transport and whoever
-//! asked for it. Callbacks take `&mut self` and return `Result`: an error (or
-//! a panic) in a callback is what an exception is in Python — the transport
-//! reports it and closes, as CPython does.
+//! A protocol is a plain struct implementing these traits. The loop makes
+//! it with the protocol factory given to `create_connection` /
+//! `create_server` and shares it as an `Rc<P>` between the transport and
+//! whoever asked for it. Its callbacks take `self: &Rc<Self>`, as a Python
+//! method gets `self`:
+//!
+//! - a callback can be re-entered: a `transport.write()` inside
+//!   `data_received` that crosses the high-water mark calls
+//!   `pause_writing()` before it returns, exactly as in CPython, so the
+//!   producer loop `while !self.paused.get() { transport.write(chunk) }`
+//!   stops in time (the buffer never holds more than the high-water mark
+//!   plus one write);
+//! - a callback can hand its protocol on: `let me = self.clone();
+//!   loop_.call_later(0.02, move || me.finish())`, or a task (eager ones
+//!   included) that uses it.
+//!
+//! State the protocol changes lives in `Cell`s and `RefCell`s. Keep a
+//! `RefCell` borrow only for a statement or two: a borrow held across a
+//! call into the transport (which may call the protocol back) fails with a
+//! "already borrowed" panic, which is reported like any callback error.
+//!
+//! Callbacks return `Result`: an error (or a panic) is what an exception is
+//! in Python — the transport reports it and closes, as CPython does.
 //!
 //! ```
+//! use std::cell::RefCell;
 //! use std::rc::Rc;
 //! use asyncio_core::protocols::{BaseProtocol, Protocol};
 //! use asyncio_core::transports::{Transport, WriteTransport};
@@ -15,19 +33,20 @@
 //! /// Echoes every byte back, like the echo server of the CPython docs.
 //! #[derive(Default)]
 //! struct EchoServerProtocol {
-//!     transport: Option<Rc<dyn Transport>>,
+//!     transport: RefCell<Option<Rc<dyn Transport>>>,
 //! }
 //!
 //! impl BaseProtocol for EchoServerProtocol {}
 //!
 //! impl Protocol for EchoServerProtocol {
-//!     fn connection_made(&mut self, transport: Rc<dyn Transport>) -> asyncio_core::Result<()> {
-//!         self.transport = Some(transport);
+//!     fn connection_made(self: &Rc<Self>, transport: Rc<dyn Transport>) -> asyncio_core::Result<()> {
+//!         *self.transport.borrow_mut() = Some(transport);
 //!         Ok(())
 //!     }
 //!
-//!     fn data_received(&mut self, data: &[u8]) -> asyncio_core::Result<()> {
-//!         match &self.transport {
+//!     fn data_received(self: &Rc<Self>, data: &[u8]) -> asyncio_core::Result<()> {
+//!         let transport = self.transport.borrow().clone();
+//!         match transport {
 //!             Some(t) => t.write(data),
 //!             None => Ok(()),
 //!         }
@@ -36,7 +55,7 @@
 //! ```
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::RefMut;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
@@ -49,23 +68,19 @@ use crate::Address;
 pub trait BaseProtocol: 'static {
     /// The connection was lost or closed: `None` for a regular close or EOF,
     /// the error otherwise. Called once, last.
-    fn connection_lost(&mut self, exc: Option<Error>) -> Result<()> {
+    fn connection_lost(self: &Rc<Self>, exc: Option<Error>) -> Result<()> {
         let _ = exc;
         Ok(())
     }
 
-    /// The transport's write buffer went over the high-water mark.
-    ///
-    /// When a write made inside one of this protocol's own callbacks crosses
-    /// the mark, the call arrives right after that callback returns (the
-    /// protocol is borrowed until then); a callback that writes in a loop
-    /// should also stop once `get_write_buffer_size()` passes the mark.
-    fn pause_writing(&mut self) -> Result<()> {
+    /// The transport's write buffer went over the high-water mark. Called
+    /// from inside the `write()` that crossed it, as in CPython.
+    fn pause_writing(self: &Rc<Self>) -> Result<()> {
         Ok(())
     }
 
     /// The transport's write buffer drained to the low-water mark.
-    fn resume_writing(&mut self) -> Result<()> {
+    fn resume_writing(self: &Rc<Self>) -> Result<()> {
         Ok(())
     }
 }
@@ -76,20 +91,20 @@ pub trait BaseProtocol: 'static {
 /// `eof_received` (at most once), `connection_lost`.
 pub trait Protocol: BaseProtocol {
     /// The connection is set up; keep `transport` to write to it.
-    fn connection_made(&mut self, transport: Rc<dyn Transport>) -> Result<()> {
+    fn connection_made(self: &Rc<Self>, transport: Rc<dyn Transport>) -> Result<()> {
         let _ = transport;
         Ok(())
     }
 
     /// Some data arrived. The slice is lent for the call only.
-    fn data_received(&mut self, data: &[u8]) -> Result<()> {
+    fn data_received(self: &Rc<Self>, data: &[u8]) -> Result<()> {
         let _ = data;
         Ok(())
     }
 
     /// The peer closed its sending side. Return `true` to keep the
     /// transport open for writing; `false` (the default) closes it.
-    fn eof_received(&mut self) -> Result<bool> {
+    fn eof_received(self: &Rc<Self>) -> Result<bool> {
         Ok(false)
     }
 }
@@ -99,20 +114,22 @@ pub trait Protocol: BaseProtocol {
 /// [`Buffered`].
 pub trait BufferedProtocol: BaseProtocol {
     /// The connection is set up.
-    fn connection_made(&mut self, transport: Rc<dyn Transport>) -> Result<()> {
+    fn connection_made(self: &Rc<Self>, transport: Rc<dyn Transport>) -> Result<()> {
         let _ = transport;
         Ok(())
     }
 
     /// The buffer for the next read; `sizehint` is the recommended minimum
-    /// size (`None`: any). An empty buffer is a fatal error.
-    fn get_buffer(&mut self, sizehint: Option<usize>) -> Result<&mut [u8]>;
+    /// size (`None`: any). An empty buffer is a fatal error. The buffer is
+    /// borrowed (typically from a `RefCell<Vec<u8>>` of the protocol) only
+    /// while the transport reads into it.
+    fn get_buffer(self: &Rc<Self>, sizehint: Option<usize>) -> Result<RefMut<'_, [u8]>>;
 
     /// `nbytes` bytes were written into the buffer from `get_buffer`.
-    fn buffer_updated(&mut self, nbytes: usize) -> Result<()>;
+    fn buffer_updated(self: &Rc<Self>, nbytes: usize) -> Result<()>;
 
     /// The peer closed its sending side (see [`Protocol::eof_received`]).
-    fn eof_received(&mut self) -> Result<bool> {
+    fn eof_received(self: &Rc<Self>) -> Result<bool> {
         Ok(false)
     }
 }
@@ -120,19 +137,19 @@ pub trait BufferedProtocol: BaseProtocol {
 /// A datagram protocol (UDP; Python's `DatagramProtocol`).
 pub trait DatagramProtocol: BaseProtocol {
     /// The endpoint is set up.
-    fn connection_made(&mut self, transport: Rc<dyn DatagramTransport>) -> Result<()> {
+    fn connection_made(self: &Rc<Self>, transport: Rc<dyn DatagramTransport>) -> Result<()> {
         let _ = transport;
         Ok(())
     }
 
     /// A datagram arrived from `addr`.
-    fn datagram_received(&mut self, data: &[u8], addr: Address) -> Result<()> {
+    fn datagram_received(self: &Rc<Self>, data: &[u8], addr: Address) -> Result<()> {
         let _ = (data, addr);
         Ok(())
     }
 
     /// A previous send or receive failed (e.g. ICMP port unreachable).
-    fn error_received(&mut self, exc: Error) -> Result<()> {
+    fn error_received(self: &Rc<Self>, exc: Error) -> Result<()> {
         let _ = exc;
         Ok(())
     }
@@ -141,25 +158,25 @@ pub trait DatagramProtocol: BaseProtocol {
 /// A protocol for a child process (Python's `SubprocessProtocol`).
 pub trait SubprocessProtocol: BaseProtocol {
     /// The process started.
-    fn connection_made(&mut self, transport: Rc<dyn SubprocessTransport>) -> Result<()> {
+    fn connection_made(self: &Rc<Self>, transport: Rc<dyn SubprocessTransport>) -> Result<()> {
         let _ = transport;
         Ok(())
     }
 
     /// The child wrote `data` to its stdout (`fd` 1) or stderr (`fd` 2).
-    fn pipe_data_received(&mut self, fd: i32, data: &[u8]) -> Result<()> {
+    fn pipe_data_received(self: &Rc<Self>, fd: i32, data: &[u8]) -> Result<()> {
         let _ = (fd, data);
         Ok(())
     }
 
     /// One of the child's pipes closed.
-    fn pipe_connection_lost(&mut self, fd: i32, exc: Option<Error>) -> Result<()> {
+    fn pipe_connection_lost(self: &Rc<Self>, fd: i32, exc: Option<Error>) -> Result<()> {
         let _ = (fd, exc);
         Ok(())
     }
 
     /// The child exited.
-    fn process_exited(&mut self) -> Result<()> {
+    fn process_exited(self: &Rc<Self>) -> Result<()> {
         Ok(())
     }
 }
@@ -169,48 +186,167 @@ pub trait SubprocessProtocol: BaseProtocol {
 #[derive(Debug)]
 pub struct Buffered<P>(pub P);
 
-#[derive(Clone)]
-enum Kind {
-    Streaming(Rc<RefCell<dyn Protocol>>),
-    Buffered(Rc<RefCell<dyn BufferedProtocol>>),
+/// The calls a transport makes, on a protocol of either kind (the traits
+/// above take `self: &Rc<Self>`, so the protocol is reached through this
+/// object-safe view of its `Rc`).
+trait StreamCalls {
+    fn connection_made(&self, transport: Rc<dyn Transport>) -> Result<()>;
+    fn data_received(&self, data: &[u8]) -> Result<()>;
+    fn read_into(
+        &self,
+        sizehint: Option<usize>,
+        read: &mut dyn FnMut(&mut [u8]) -> ReadOutcome,
+    ) -> Result<ReadOutcome>;
+    fn buffer_updated(&self, nbytes: usize) -> Result<()>;
+    fn eof_received(&self) -> Result<bool>;
+    fn connection_lost(&self, exc: Option<Error>) -> Result<()>;
+    fn pause_writing(&self) -> Result<()>;
+    fn resume_writing(&self) -> Result<()>;
+}
+
+/// What a read into a protocol's buffer gave (see [`StreamProtocolRef::read_into`]).
+#[derive(Debug)]
+pub enum ReadOutcome {
+    /// Nothing to read now.
+    Pending,
+    /// Try again soon.
+    Retry,
+    /// This many bytes (0: end of stream).
+    Read(usize),
+    /// The read failed.
+    Failed(std::io::Error),
+}
+
+struct Streaming<P>(Rc<P>);
+struct BufferedShim<P>(Rc<P>);
+
+impl<P: Protocol> StreamCalls for Streaming<P> {
+    fn connection_made(&self, transport: Rc<dyn Transport>) -> Result<()> {
+        Protocol::connection_made(&self.0, transport)
+    }
+    fn data_received(&self, data: &[u8]) -> Result<()> {
+        self.0.data_received(data)
+    }
+    fn read_into(
+        &self,
+        _sizehint: Option<usize>,
+        _read: &mut dyn FnMut(&mut [u8]) -> ReadOutcome,
+    ) -> Result<ReadOutcome> {
+        Ok(ReadOutcome::Pending)
+    }
+    fn buffer_updated(&self, _nbytes: usize) -> Result<()> {
+        Ok(())
+    }
+    fn eof_received(&self) -> Result<bool> {
+        Protocol::eof_received(&self.0)
+    }
+    fn connection_lost(&self, exc: Option<Error>) -> Result<()> {
+        self.0.connection_lost(exc)
+    }
+    fn pause_writing(&self) -> Result<()> {
+        self.0.pause_writing()
+    }
+    fn resume_writing(&self) -> Result<()> {
+        self.0.resume_writing()
+    }
+}
+
+impl<P: BufferedProtocol> StreamCalls for BufferedShim<P> {
+    fn connection_made(&self, transport: Rc<dyn Transport>) -> Result<()> {
+        BufferedProtocol::connection_made(&self.0, transport)
+    }
+    /// Data read before a switch to this protocol: copied into its buffers.
+    fn data_received(&self, mut data: &[u8]) -> Result<()> {
+        while !data.is_empty() {
+            let n = {
+                let mut buf = self.0.get_buffer(Some(data.len()))?;
+                if buf.is_empty() {
+                    return Err(Error::runtime("get_buffer() returned an empty buffer"));
+                }
+                let n = buf.len().min(data.len());
+                buf[..n].copy_from_slice(&data[..n]);
+                n
+            };
+            self.0.buffer_updated(n)?;
+            data = &data[n..];
+        }
+        Ok(())
+    }
+    fn read_into(
+        &self,
+        sizehint: Option<usize>,
+        read: &mut dyn FnMut(&mut [u8]) -> ReadOutcome,
+    ) -> Result<ReadOutcome> {
+        let mut buf = self.0.get_buffer(sizehint)?;
+        if buf.is_empty() {
+            return Err(Error::runtime("get_buffer() returned an empty buffer"));
+        }
+        Ok(read(&mut buf))
+    }
+    fn buffer_updated(&self, nbytes: usize) -> Result<()> {
+        self.0.buffer_updated(nbytes)
+    }
+    fn eof_received(&self) -> Result<bool> {
+        BufferedProtocol::eof_received(&self.0)
+    }
+    fn connection_lost(&self, exc: Option<Error>) -> Result<()> {
+        self.0.connection_lost(exc)
+    }
+    fn pause_writing(&self) -> Result<()> {
+        self.0.pause_writing()
+    }
+    fn resume_writing(&self) -> Result<()> {
+        self.0.resume_writing()
+    }
 }
 
 /// A streaming protocol as a transport holds it: a [`Protocol`] or a
 /// [`BufferedProtocol`], shared, with its concrete type recoverable.
+///
+/// Every call catches a panic of the protocol and returns it as an error of
+/// kind [`Panic`](crate::ErrorKind::Panic). Calls may nest (a `write()`
+/// inside `data_received` calls `pause_writing`): nothing is borrowed.
 #[derive(Clone)]
 pub struct StreamProtocolRef {
-    kind: Kind,
+    calls: Rc<dyn StreamCalls>,
     any: Rc<dyn Any>,
+    buffered: bool,
     name: &'static str,
+}
+
+fn guarded<R>(f: impl FnOnce() -> Result<R>) -> Result<R> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| Err(Error::panic(&*payload)))
 }
 
 impl StreamProtocolRef {
     /// Wraps a shared [`Protocol`].
-    pub fn new<P: Protocol>(protocol: Rc<RefCell<P>>) -> StreamProtocolRef {
+    pub fn new<P: Protocol>(protocol: Rc<P>) -> StreamProtocolRef {
         StreamProtocolRef {
-            kind: Kind::Streaming(protocol.clone()),
+            calls: Rc::new(Streaming(protocol.clone())),
             any: protocol,
+            buffered: false,
             name: std::any::type_name::<P>(),
         }
     }
 
     /// Wraps a shared [`BufferedProtocol`].
-    pub fn buffered<P: BufferedProtocol>(protocol: Rc<RefCell<P>>) -> StreamProtocolRef {
+    pub fn buffered<P: BufferedProtocol>(protocol: Rc<P>) -> StreamProtocolRef {
         StreamProtocolRef {
-            kind: Kind::Buffered(protocol.clone()),
+            calls: Rc::new(BufferedShim(protocol.clone())),
             any: protocol,
+            buffered: true,
             name: std::any::type_name::<P>(),
         }
     }
 
     /// The protocol as its concrete type, if it is a `P`.
-    pub fn downcast<P: 'static>(&self) -> Option<Rc<RefCell<P>>> {
-        self.any.clone().downcast::<RefCell<P>>().ok()
+    pub fn downcast<P: 'static>(&self) -> Option<Rc<P>> {
+        self.any.clone().downcast::<P>().ok()
     }
 
     /// `true` for a [`BufferedProtocol`].
     pub fn is_buffered(&self) -> bool {
-        matches!(self.kind, Kind::Buffered(_))
+        self.buffered
     }
 
     /// `true` if both refer to the same protocol object.
@@ -223,36 +359,51 @@ impl StreamProtocolRef {
         self.name
     }
 
-    /// Calls `f` with the protocol borrowed mutably, as whichever kind it is.
-    ///
-    /// Errors: `RuntimeError` if the protocol is already borrowed (a callback
-    /// re-entering its own protocol, see [`is_busy`](StreamProtocolRef::is_busy));
-    /// a [`Panic`](crate::ErrorKind::Panic) error if `f` panics.
-    pub fn with<R>(&self, f: impl FnOnce(ProtocolMut<'_>) -> R) -> Result<R> {
-        let busy = || Error::runtime(format!("protocol {} is already in use", self.name));
-        let outcome = match &self.kind {
-            Kind::Streaming(p) => {
-                let Ok(mut g) = p.try_borrow_mut() else {
-                    return Err(busy());
-                };
-                catch_unwind(AssertUnwindSafe(|| f(ProtocolMut::Streaming(&mut *g))))
-            }
-            Kind::Buffered(p) => {
-                let Ok(mut g) = p.try_borrow_mut() else {
-                    return Err(busy());
-                };
-                catch_unwind(AssertUnwindSafe(|| f(ProtocolMut::Buffered(&mut *g))))
-            }
-        };
-        outcome.map_err(|payload| Error::panic(&*payload))
+    /// `connection_made(transport)`.
+    pub fn connection_made(&self, transport: Rc<dyn Transport>) -> Result<()> {
+        guarded(|| self.calls.connection_made(transport))
     }
 
-    /// `true` while the protocol is borrowed (inside one of its callbacks).
-    pub fn is_busy(&self) -> bool {
-        match &self.kind {
-            Kind::Streaming(p) => p.try_borrow_mut().is_err(),
-            Kind::Buffered(p) => p.try_borrow_mut().is_err(),
-        }
+    /// `data_received(data)`; a [`BufferedProtocol`] gets the bytes copied
+    /// into its buffers (data read just before `set_protocol` switched to one).
+    pub fn data_received(&self, data: &[u8]) -> Result<()> {
+        guarded(|| self.calls.data_received(data))
+    }
+
+    /// For a [`BufferedProtocol`]: `get_buffer(sizehint)`, then `read` into
+    /// the buffer while it is lent. Not a buffered protocol: `Pending`.
+    /// Errors: the protocol's, and `"get_buffer() returned an empty buffer"`.
+    pub fn read_into(
+        &self,
+        sizehint: Option<usize>,
+        mut read: impl FnMut(&mut [u8]) -> ReadOutcome,
+    ) -> Result<ReadOutcome> {
+        guarded(|| self.calls.read_into(sizehint, &mut read))
+    }
+
+    /// `buffer_updated(nbytes)` of a [`BufferedProtocol`].
+    pub fn buffer_updated(&self, nbytes: usize) -> Result<()> {
+        guarded(|| self.calls.buffer_updated(nbytes))
+    }
+
+    /// `eof_received()`.
+    pub fn eof_received(&self) -> Result<bool> {
+        guarded(|| self.calls.eof_received())
+    }
+
+    /// `connection_lost(exc)`.
+    pub fn connection_lost(&self, exc: Option<Error>) -> Result<()> {
+        guarded(|| self.calls.connection_lost(exc))
+    }
+
+    /// `pause_writing()`.
+    pub fn pause_writing(&self) -> Result<()> {
+        guarded(|| self.calls.pause_writing())
+    }
+
+    /// `resume_writing()`.
+    pub fn resume_writing(&self) -> Result<()> {
+        guarded(|| self.calls.resume_writing())
     }
 }
 
@@ -261,87 +412,52 @@ impl fmt::Debug for StreamProtocolRef {
         write!(
             f,
             "<{} object at {:p}>",
-            self.name,
+            crate::format_helpers::callable_name(self.name),
             Rc::as_ptr(&self.any) as *const ()
         )
     }
 }
 
-/// A borrowed streaming protocol of either kind.
-pub enum ProtocolMut<'a> {
-    /// A [`Protocol`].
-    Streaming(&'a mut dyn Protocol),
-    /// A [`BufferedProtocol`].
-    Buffered(&'a mut dyn BufferedProtocol),
-}
-
-impl fmt::Debug for ProtocolMut<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ProtocolMut::Streaming(_) => f.write_str("ProtocolMut::Streaming"),
-            ProtocolMut::Buffered(_) => f.write_str("ProtocolMut::Buffered"),
-        }
-    }
-}
-
-impl ProtocolMut<'_> {
-    /// `BaseProtocol` view of the protocol.
-    pub fn base(&mut self) -> &mut dyn BaseProtocol {
-        match self {
-            ProtocolMut::Streaming(p) => as_base(*p),
-            ProtocolMut::Buffered(p) => as_base_buffered(*p),
-        }
-    }
-
-    /// `connection_made`, for either kind.
-    pub fn connection_made(&mut self, transport: Rc<dyn Transport>) -> Result<()> {
-        match self {
-            ProtocolMut::Streaming(p) => p.connection_made(transport),
-            ProtocolMut::Buffered(p) => p.connection_made(transport),
-        }
-    }
-
-    /// `eof_received`, for either kind.
-    pub fn eof_received(&mut self) -> Result<bool> {
-        match self {
-            ProtocolMut::Streaming(p) => p.eof_received(),
-            ProtocolMut::Buffered(p) => p.eof_received(),
-        }
-    }
-}
-
-fn as_base(p: &mut dyn Protocol) -> &mut dyn BaseProtocol {
-    p
-}
-
-fn as_base_buffered(p: &mut dyn BufferedProtocol) -> &mut dyn BaseProtocol {
-    p
-}
-
 /// What a stream protocol factory may return: any [`Protocol`], or a
-/// [`BufferedProtocol`] wrapped in [`Buffered`].
+/// [`BufferedProtocol`] wrapped in [`Buffered`], made by the loop into an
+/// `Rc`; or such an `Rc` already (for a protocol made with
+/// `Rc::new_cyclic` that keeps a `Weak` of itself).
 pub trait IntoStreamProtocol: 'static {
     /// The protocol type the caller gets back.
     type Protocol: 'static;
 
     /// Shares the protocol: one handle for the transport, one for the caller.
-    fn into_stream_protocol(self) -> (StreamProtocolRef, Rc<RefCell<Self::Protocol>>);
+    fn into_stream_protocol(self) -> (StreamProtocolRef, Rc<Self::Protocol>);
 }
 
 impl<P: Protocol> IntoStreamProtocol for P {
     type Protocol = P;
 
-    fn into_stream_protocol(self) -> (StreamProtocolRef, Rc<RefCell<P>>) {
-        let rc = Rc::new(RefCell::new(self));
-        (StreamProtocolRef::new(rc.clone()), rc)
+    fn into_stream_protocol(self) -> (StreamProtocolRef, Rc<P>) {
+        Rc::new(self).into_stream_protocol()
+    }
+}
+
+impl<P: Protocol> IntoStreamProtocol for Rc<P> {
+    type Protocol = P;
+
+    fn into_stream_protocol(self) -> (StreamProtocolRef, Rc<P>) {
+        (StreamProtocolRef::new(self.clone()), self)
     }
 }
 
 impl<P: BufferedProtocol> IntoStreamProtocol for Buffered<P> {
     type Protocol = P;
 
-    fn into_stream_protocol(self) -> (StreamProtocolRef, Rc<RefCell<P>>) {
-        let rc = Rc::new(RefCell::new(self.0));
-        (StreamProtocolRef::buffered(rc.clone()), rc)
+    fn into_stream_protocol(self) -> (StreamProtocolRef, Rc<P>) {
+        Buffered(Rc::new(self.0)).into_stream_protocol()
+    }
+}
+
+impl<P: BufferedProtocol> IntoStreamProtocol for Buffered<Rc<P>> {
+    type Protocol = P;
+
+    fn into_stream_protocol(self) -> (StreamProtocolRef, Rc<P>) {
+        (StreamProtocolRef::buffered(self.0.clone()), self.0)
     }
 }

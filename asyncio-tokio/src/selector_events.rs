@@ -17,7 +17,7 @@ use std::rc::{Rc, Weak};
 use std::task::{Context, Poll};
 
 use asyncio_core::exception_context::{ContextValue, ExceptionContext};
-use asyncio_core::protocols::{ProtocolMut, StreamProtocolRef};
+use asyncio_core::protocols::{ReadOutcome, StreamProtocolRef};
 use asyncio_core::transports::{
     check_write_buffer_limits, Address, BaseTransport, ExtraInfo, ReadTransport, Transport,
     TransportSocket, WriteTransport, DEFAULT_HIGH_WATER,
@@ -211,9 +211,6 @@ pub(crate) struct SocketTransport {
     read_buffer: ReadBuffer,
     state: RefCell<State>,
     protocol: RefCell<Option<StreamProtocolRef>>,
-    /// Flow-control calls that found the protocol busy (inside one of its own
-    /// callbacks): delivered right after that callback returns.
-    deferred: RefCell<VecDeque<Flow>>,
     info: SocketInfo,
     is_buffered: Cell<bool>,
 }
@@ -262,7 +259,6 @@ impl SocketTransport {
                 server: None,
             }),
             protocol: RefCell::new(Some(protocol)),
-            deferred: RefCell::new(VecDeque::new()),
             info,
             is_buffered: Cell::new(is_buffered),
         });
@@ -304,7 +300,7 @@ impl SocketTransport {
             return Ok(());
         };
         let me: Rc<dyn Transport> = me;
-        protocol.with(|mut p| p.connection_made(me))?
+        protocol.connection_made(me)
     }
 
     /// CPython's `_add_reader` after `connection_made`: only if reading.
@@ -375,9 +371,8 @@ impl SocketTransport {
         }
     }
 
-    /// The buffer drained after `close()`: the connection is lost now
-    /// (CPython calls `connection_lost` right here), or — if this happens
-    /// inside one of the protocol's callbacks — right after it.
+    /// The buffer drained after `close()`: the connection is lost now, as
+    /// CPython calls `connection_lost` right here.
     fn finish_close(&self) {
         {
             let mut st = self.state.borrow_mut();
@@ -386,10 +381,7 @@ impl SocketTransport {
             }
             st.conn_lost += 1;
         }
-        let busy = self.current_protocol().is_some_and(|p| p.is_busy());
-        if busy {
-            self.schedule_connection_lost(None);
-        } else if let Err(e) = self.call_connection_lost(None) {
+        if let Err(e) = self.call_connection_lost(None) {
             let mut ctx = ExceptionContext::new("Exception in callback _call_connection_lost()");
             ctx.exception = Some(e);
             self.loop_.call_exception_handler(ctx);
@@ -398,17 +390,8 @@ impl SocketTransport {
 
     fn call_connection_lost(&self, exc: Option<Error>) -> Result<()> {
         let connected = self.state.borrow().protocol_connected;
-        if let Some(p) = self.current_protocol() {
-            if connected && p.is_busy() {
-                // Deliver once the protocol's running callback returns.
-                self.schedule_connection_lost(exc);
-                return Ok(());
-            }
-        }
         let outcome = match (connected, self.current_protocol()) {
-            (true, Some(p)) => p
-                .with(|mut p| p.base().connection_lost(exc))
-                .and_then(|r| r),
+            (true, Some(p)) => p.connection_lost(exc),
             _ => Ok(()),
         };
         self.release();
@@ -428,7 +411,6 @@ impl SocketTransport {
         drop(stream);
         let protocol = self.protocol.borrow_mut().take();
         drop(protocol);
-        self.deferred.borrow_mut().clear();
         if let Some(server) = server {
             server.detach();
         }
@@ -508,20 +490,13 @@ impl SocketTransport {
             self.on_eof();
             return;
         }
+        // A buffered protocol (switched to mid-read) gets the bytes copied
+        // into its buffers.
         let delivered = match self.current_protocol() {
-            Some(p) => p
-                .with(|p| match p {
-                    ProtocolMut::Streaming(p) => p.data_received(&buf[..n]),
-                    ProtocolMut::Buffered(p) => {
-                        // Switched to a buffered protocol mid-read.
-                        deliver_into_buffer(p, &buf[..n])
-                    }
-                })
-                .and_then(|r| r),
+            Some(p) => p.data_received(&buf[..n]),
             None => Ok(()),
         };
         drop(shared);
-        self.flush_deferred();
         if let Err(e) = delivered {
             self.fatal_error(e, "Fatal error: protocol.data_received() call failed.");
             return;
@@ -533,69 +508,37 @@ impl SocketTransport {
         let Some(protocol) = self.current_protocol() else {
             return;
         };
-        enum Outcome {
-            Pending,
-            Retry,
-            Read(usize),
-            ReadError(io::Error),
-            ProtocolError(Error),
-        }
-        let outcome = protocol.with(|p| {
-            let ProtocolMut::Buffered(p) = p else {
-                return Outcome::Pending;
-            };
-            let buf = match p.get_buffer(None) {
-                Ok([]) => {
-                    return Outcome::ProtocolError(Error::runtime(
-                        "get_buffer() returned an empty buffer",
-                    ))
-                }
-                Ok(b) => b,
-                Err(e) => return Outcome::ProtocolError(e),
-            };
+        let outcome = protocol.read_into(None, |buf| {
             let mut st = self.state.borrow_mut();
             let Some(stream) = st.stream.as_mut() else {
-                return Outcome::Pending;
+                return ReadOutcome::Pending;
             };
             let mut cx = Context::from_waker(self.registration.waker());
             let mut rb = ReadBuf::new(buf);
             match stream.poll_read(&mut cx, &mut rb) {
-                Poll::Pending => Outcome::Pending,
-                Poll::Ready(Ok(())) => Outcome::Read(rb.filled().len()),
+                Poll::Pending => ReadOutcome::Pending,
+                Poll::Ready(Ok(())) => ReadOutcome::Read(rb.filled().len()),
                 Poll::Ready(Err(e))
                     if matches!(
                         e.kind(),
                         io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
                     ) =>
                 {
-                    Outcome::Retry
+                    ReadOutcome::Retry
                 }
-                Poll::Ready(Err(e)) => Outcome::ReadError(e),
+                Poll::Ready(Err(e)) => ReadOutcome::Failed(e),
             }
         });
-        let outcome = match outcome {
-            Ok(o) => o,
-            Err(busy) => Outcome::ProtocolError(busy),
-        };
         match outcome {
-            Outcome::Pending => {}
-            Outcome::Retry => self.registration.schedule(),
-            Outcome::ProtocolError(e) => {
-                self.fatal_error(e, "Fatal error: protocol.get_buffer() call failed.")
-            }
-            Outcome::ReadError(e) => {
+            Ok(ReadOutcome::Pending) => {}
+            Ok(ReadOutcome::Retry) => self.registration.schedule(),
+            Err(e) => self.fatal_error(e, "Fatal error: protocol.get_buffer() call failed."),
+            Ok(ReadOutcome::Failed(e)) => {
                 self.fatal_error(Error::from(e), "Fatal read error on socket transport")
             }
-            Outcome::Read(0) => self.on_eof(),
-            Outcome::Read(n) => {
-                let updated = protocol
-                    .with(|p| match p {
-                        ProtocolMut::Buffered(p) => p.buffer_updated(n),
-                        ProtocolMut::Streaming(_) => Ok(()),
-                    })
-                    .and_then(|r| r);
-                self.flush_deferred();
-                if let Err(e) = updated {
+            Ok(ReadOutcome::Read(0)) => self.on_eof(),
+            Ok(ReadOutcome::Read(n)) => {
+                if let Err(e) = protocol.buffer_updated(n) {
                     self.fatal_error(e, "Fatal error: protocol.buffer_updated() call failed.");
                     return;
                 }
@@ -609,10 +552,9 @@ impl SocketTransport {
             tracing::debug!(target: "asyncio", "{:?} received EOF", self);
         }
         let keep_open = match self.current_protocol() {
-            Some(p) => p.with(|mut p| p.eof_received()).and_then(|r| r),
+            Some(p) => p.eof_received(),
             None => Ok(false),
         };
-        self.flush_deferred();
         match keep_open {
             Err(e) => self.fatal_error(e, "Fatal error: protocol.eof_received() call failed."),
             Ok(true) => {
@@ -747,81 +689,28 @@ impl SocketTransport {
         self.deliver_flow(Flow::Resume);
     }
 
-    /// Calls `pause_writing`/`resume_writing` now, or — if the protocol is
-    /// inside one of its own callbacks — right after that callback returns.
+    /// Calls `pause_writing`/`resume_writing` now (from inside `write()`
+    /// when that is where the buffer crossed the mark, as CPython does);
+    /// an error is reported and the connection goes on.
     fn deliver_flow(&self, flow: Flow) {
-        if !self.deferred.borrow().is_empty() {
-            self.deferred.borrow_mut().push_back(flow);
-            return;
-        }
         let Some(protocol) = self.current_protocol() else {
             return;
         };
-        if protocol.is_busy() {
-            self.deferred.borrow_mut().push_back(flow);
-            self.registration.schedule();
-            return;
-        }
-        self.call_flow(&protocol, flow);
-    }
-
-    fn call_flow(&self, protocol: &StreamProtocolRef, flow: Flow) {
-        let called = protocol
-            .with(|mut p| match flow {
-                Flow::Pause => p.base().pause_writing(),
-                Flow::Resume => p.base().resume_writing(),
-            })
-            .and_then(|r| r);
+        let (called, message) = match flow {
+            Flow::Pause => (protocol.pause_writing(), "protocol.pause_writing() failed"),
+            Flow::Resume => (
+                protocol.resume_writing(),
+                "protocol.resume_writing() failed",
+            ),
+        };
         if let Err(e) = called {
-            let message = match flow {
-                Flow::Pause => "protocol.pause_writing() failed",
-                Flow::Resume => "protocol.resume_writing() failed",
-            };
             self.report(message, e);
         }
     }
-
-    fn flush_deferred(&self) {
-        loop {
-            let Some(flow) = self.deferred.borrow_mut().pop_front() else {
-                return;
-            };
-            let Some(protocol) = self.current_protocol() else {
-                self.deferred.borrow_mut().clear();
-                return;
-            };
-            if protocol.is_busy() {
-                self.deferred.borrow_mut().push_front(flow);
-                self.registration.schedule();
-                return;
-            }
-            self.call_flow(&protocol, flow);
-        }
-    }
-}
-
-/// Copies `data` into a buffered protocol's buffers (for data read just
-/// before `set_protocol` switched to one).
-fn deliver_into_buffer(
-    p: &mut dyn asyncio_core::protocols::BufferedProtocol,
-    mut data: &[u8],
-) -> Result<()> {
-    while !data.is_empty() {
-        let buf = p.get_buffer(Some(data.len()))?;
-        if buf.is_empty() {
-            return Err(Error::runtime("get_buffer() returned an empty buffer"));
-        }
-        let n = buf.len().min(data.len());
-        buf[..n].copy_from_slice(&data[..n]);
-        p.buffer_updated(n)?;
-        data = &data[n..];
-    }
-    Ok(())
 }
 
 impl Schedulable for SocketTransport {
     fn run(self: Rc<Self>) {
-        self.flush_deferred();
         self.read_ready();
         self.write_ready();
     }

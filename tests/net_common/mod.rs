@@ -12,7 +12,7 @@ mod logs;
 #[allow(unused_imports)]
 pub use logs::{capture_logs, LogRecord};
 
-use std::cell::RefCell;
+use std::cell::{RefCell, RefMut};
 use std::collections::VecDeque;
 use std::fmt;
 use std::rc::Rc;
@@ -259,15 +259,15 @@ impl<T: Clone + 'static> IntoOwned<T> for Future<T> {
     }
 }
 
-pub type Hook = Box<dyn FnMut(&Rc<dyn Transport>) -> Result<()>>;
-pub type DataHook = Box<dyn FnMut(&Rc<dyn Transport>, &[u8]) -> Result<()>>;
-pub type LostHook = Box<dyn FnMut(&Option<Error>)>;
-pub type EofHook = Box<dyn FnMut(&Rc<dyn Transport>) -> Result<bool>>;
+pub type Hook = Box<dyn Fn(&Rc<dyn Transport>) -> Result<()>>;
+pub type DataHook = Box<dyn Fn(&Rc<dyn Transport>, &[u8]) -> Result<()>>;
+pub type LostHook = Box<dyn Fn(&Option<Error>)>;
+pub type EofHook = Box<dyn Fn(&Rc<dyn Transport>) -> Result<bool>>;
 
 /// A protocol that records its callbacks in a [`Log`] and runs optional hooks.
 pub struct Rec {
     pub log: Log,
-    pub transport: Option<Rc<dyn Transport>>,
+    pub transport: RefCell<Option<Rc<dyn Transport>>>,
     /// `eof_received`'s answer when there is no `on_eof` hook.
     pub keep_open: bool,
     /// Writes every chunk back.
@@ -284,7 +284,7 @@ impl Rec {
     pub fn new(log: &Log) -> Rec {
         Rec {
             log: log.clone(),
-            transport: None,
+            transport: RefCell::new(None),
             keep_open: false,
             echo: false,
             on_made: None,
@@ -304,34 +304,39 @@ impl Rec {
     }
 
     fn t(&self) -> Rc<dyn Transport> {
-        self.transport.clone().expect("connection_made was called")
+        self.transport
+            .borrow()
+            .clone()
+            .expect("connection_made was called")
     }
 }
 
 impl BaseProtocol for Rec {
-    fn connection_lost(&mut self, exc: Option<Error>) -> Result<()> {
-        if let Some(h) = self.on_lost.as_mut() {
+    fn connection_lost(self: &Rc<Self>, exc: Option<Error>) -> Result<()> {
+        if let Some(h) = &self.on_lost {
             h(&exc);
         }
         self.log.lost(exc);
         Ok(())
     }
 
-    fn pause_writing(&mut self) -> Result<()> {
-        let buffered = self.t().get_write_buffer_size();
-        self.log.push(Ev::PauseWriting { buffered });
+    fn pause_writing(self: &Rc<Self>) -> Result<()> {
         let t = self.t();
-        match self.on_pause.as_mut() {
+        self.log.push(Ev::PauseWriting {
+            buffered: t.get_write_buffer_size(),
+        });
+        match &self.on_pause {
             Some(h) => h(&t),
             None => Ok(()),
         }
     }
 
-    fn resume_writing(&mut self) -> Result<()> {
-        let buffered = self.t().get_write_buffer_size();
-        self.log.push(Ev::ResumeWriting { buffered });
+    fn resume_writing(self: &Rc<Self>) -> Result<()> {
         let t = self.t();
-        match self.on_resume.as_mut() {
+        self.log.push(Ev::ResumeWriting {
+            buffered: t.get_write_buffer_size(),
+        });
+        match &self.on_resume {
             Some(h) => h(&t),
             None => Ok(()),
         }
@@ -339,33 +344,33 @@ impl BaseProtocol for Rec {
 }
 
 impl Protocol for Rec {
-    fn connection_made(&mut self, transport: Rc<dyn Transport>) -> Result<()> {
-        self.transport = Some(transport.clone());
+    fn connection_made(self: &Rc<Self>, transport: Rc<dyn Transport>) -> Result<()> {
+        *self.transport.borrow_mut() = Some(transport.clone());
         self.log.set_transport(&transport);
         self.log.push(Ev::Made);
-        match self.on_made.as_mut() {
+        match &self.on_made {
             Some(h) => h(&transport),
             None => Ok(()),
         }
     }
 
-    fn data_received(&mut self, data: &[u8]) -> Result<()> {
+    fn data_received(self: &Rc<Self>, data: &[u8]) -> Result<()> {
         self.log.push(Ev::Data(data.to_vec()));
         self.log.add_data(data);
         let t = self.t();
         if self.echo {
             t.write(data)?;
         }
-        match self.on_data.as_mut() {
+        match &self.on_data {
             Some(h) => h(&t, data),
             None => Ok(()),
         }
     }
 
-    fn eof_received(&mut self) -> Result<bool> {
+    fn eof_received(self: &Rc<Self>) -> Result<bool> {
         self.log.push(Ev::Eof);
         let t = self.t();
-        match self.on_eof.as_mut() {
+        match &self.on_eof {
             Some(h) => h(&t),
             None => Ok(self.keep_open),
         }
@@ -376,8 +381,8 @@ impl Protocol for Rec {
 /// `chunk` bytes (0: an empty buffer, which is a fatal error).
 pub struct BufRec {
     pub log: Log,
-    pub buf: Vec<u8>,
-    pub transport: Option<Rc<dyn Transport>>,
+    pub buf: RefCell<Vec<u8>>,
+    pub transport: RefCell<Option<Rc<dyn Transport>>>,
     pub keep_open: bool,
 }
 
@@ -385,41 +390,41 @@ impl BufRec {
     pub fn new(log: &Log, chunk: usize) -> BufRec {
         BufRec {
             log: log.clone(),
-            buf: vec![0; chunk],
-            transport: None,
+            buf: RefCell::new(vec![0; chunk]),
+            transport: RefCell::new(None),
             keep_open: false,
         }
     }
 }
 
 impl BaseProtocol for BufRec {
-    fn connection_lost(&mut self, exc: Option<Error>) -> Result<()> {
+    fn connection_lost(self: &Rc<Self>, exc: Option<Error>) -> Result<()> {
         self.log.lost(exc);
         Ok(())
     }
 }
 
 impl BufferedProtocol for BufRec {
-    fn connection_made(&mut self, transport: Rc<dyn Transport>) -> Result<()> {
+    fn connection_made(self: &Rc<Self>, transport: Rc<dyn Transport>) -> Result<()> {
         self.log.set_transport(&transport);
-        self.transport = Some(transport);
+        *self.transport.borrow_mut() = Some(transport);
         self.log.push(Ev::Made);
         Ok(())
     }
 
-    fn get_buffer(&mut self, _sizehint: Option<usize>) -> Result<&mut [u8]> {
+    fn get_buffer(self: &Rc<Self>, _sizehint: Option<usize>) -> Result<RefMut<'_, [u8]>> {
         self.log.push(Ev::GetBuffer);
-        Ok(&mut self.buf[..])
+        Ok(RefMut::map(self.buf.borrow_mut(), |b| &mut b[..]))
     }
 
-    fn buffer_updated(&mut self, nbytes: usize) -> Result<()> {
+    fn buffer_updated(self: &Rc<Self>, nbytes: usize) -> Result<()> {
         self.log.push(Ev::BufferUpdated(nbytes));
-        let chunk = self.buf[..nbytes].to_vec();
+        let chunk = self.buf.borrow()[..nbytes].to_vec();
         self.log.add_data(&chunk);
         Ok(())
     }
 
-    fn eof_received(&mut self) -> Result<bool> {
+    fn eof_received(self: &Rc<Self>) -> Result<bool> {
         self.log.push(Ev::Eof);
         Ok(self.keep_open)
     }

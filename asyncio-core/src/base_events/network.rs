@@ -466,7 +466,7 @@ impl IntoFuture for GetAddrInfo {
     }
 }
 
-type ProtocolSlot<P> = Rc<RefCell<Option<Rc<RefCell<P>>>>>;
+type ProtocolSlot<P> = Rc<RefCell<Option<Rc<P>>>>;
 
 fn connection_factory<F, P>(f: F) -> (ConnectionProtocolFactory, ProtocolSlot<P::Protocol>)
 where
@@ -485,7 +485,7 @@ where
     (factory, slot)
 }
 
-fn take_protocol<P>(slot: &ProtocolSlot<P>) -> Result<Rc<RefCell<P>>> {
+fn take_protocol<P>(slot: &ProtocolSlot<P>) -> Result<Rc<P>> {
     slot.borrow_mut()
         .take()
         .ok_or_else(|| Error::runtime("the protocol factory was not called"))
@@ -710,7 +710,7 @@ impl<F> CreateConnection<F> {
 }
 
 /// What awaiting a connection builder yields.
-pub type ConnectionPair<P> = (Rc<dyn Transport>, Rc<RefCell<P>>);
+pub type ConnectionPair<P> = (Rc<dyn Transport>, Rc<P>);
 
 impl<F> CreateServer<F> {
     /// The host to bind (`""`: all interfaces, as `None`).
