@@ -93,6 +93,13 @@ enum Stmt {
         target: String,
         msg: Option<String>,
     },
+    AddDoneCallback {
+        target: String,
+        cb: Cb,
+    },
+    Result {
+        target: String,
+    },
     Sleep,
     CallSoon {
         cb: Cb,
@@ -321,8 +328,9 @@ fn current_task() -> AnyTask {
         .expect("statement runs inside a task")
 }
 
-/// A statement that never suspends (also the body of callbacks).
-fn do_act(c: &Ctx, label: &str, act: &Stmt) {
+/// A statement that never suspends (the only kind callbacks run); `None`
+/// if `st` is not one.
+fn do_act(c: &C, label: &str, act: &Stmt) -> Option<Result<()>> {
     match act {
         Stmt::Log { msg } => c.log(format!("{label}: {msg}")),
         Stmt::SetResult { fut, value } => {
@@ -347,7 +355,92 @@ fn do_act(c: &Ctx, label: &str, act: &Stmt) {
             };
             c.log(format!("{label}: cancel {target} -> {r}"));
         }
-        other => panic!("not an act: {other:?}"),
+        Stmt::CallSoon { cb } => {
+            if let Err(e) = c.loop_.call_soon(callback(c, cb)) {
+                return Some(Err(e));
+            }
+        }
+        Stmt::CallLater { cb } => {
+            if let Err(e) = c.loop_.call_later(0, callback(c, cb)) {
+                return Some(Err(e));
+            }
+        }
+        Stmt::CallSoonThreadsafe { cb } => {
+            let trace = c.trace.clone();
+            let line = format!("cb {}", cb.label);
+            assert!(cb.acts.is_empty(), "threadsafe callbacks only log");
+            let r = c
+                .loop_
+                .call_soon_threadsafe(move || trace.lock().unwrap().push(line));
+            if let Err(e) = r {
+                return Some(Err(e));
+            }
+        }
+        Stmt::AddDoneCallback { target, cb } => {
+            let run = callback(c, cb);
+            match c.target(target) {
+                None => c.log(format!("{label}: add_done_callback {target} unbound")),
+                Some(Target::Task(t)) => {
+                    t.add_done_callback(move |_: &Future<i64>| run());
+                }
+                Some(Target::Any(t)) => {
+                    t.add_done_callback(run);
+                }
+                Some(Target::Fut(f)) => {
+                    f.add_done_callback(move |_: &Future<i64>| run());
+                }
+            }
+        }
+        Stmt::Result { target } => {
+            let r = match c.target(target) {
+                None => "unbound".to_owned(),
+                Some(Target::Task(t)) => format!("-> {}", outcome(&t.result())),
+                Some(Target::Fut(f)) => format!("-> {}", outcome(&f.result())),
+                Some(Target::Any(_)) => panic!("result() of {target}: not a Task<i64>"),
+            };
+            c.log(format!("{label}: result {target} {r}"));
+        }
+        Stmt::Name { task } => {
+            let name = match c.tasks.borrow().get(task) {
+                Some(t) => c.norm_name(&t.get_name()),
+                None => "unbound".to_owned(),
+            };
+            c.log(format!("{label}: name {task} = {name}"));
+        }
+        Stmt::Status { target } => {
+            let line = match c.target(target) {
+                None => format!("{label}: status {target} unbound"),
+                Some(Target::Fut(f)) => format!(
+                    "{label}: status {target} done={} cancelled={}",
+                    py_bool(f.done()),
+                    py_bool(f.cancelled())
+                ),
+                Some(Target::Task(t)) => format!(
+                    "{label}: status {target} done={} cancelled={} cancelling={}",
+                    py_bool(t.done()),
+                    py_bool(t.cancelled()),
+                    t.cancelling()
+                ),
+                Some(Target::Any(t)) => format!(
+                    "{label}: status {target} done={} cancelled={} cancelling={}",
+                    py_bool(t.done()),
+                    py_bool(t.cancelled()),
+                    t.cancelling()
+                ),
+            };
+            c.log(line);
+        }
+        _ => return None,
+    }
+    Some(Ok(()))
+}
+
+/// ` cancelling=N` when a task has pending cancellation requests.
+fn cancelling_suffix(n: u32) -> String {
+    if n > 0 {
+        format!(" cancelling={n}")
+    } else {
+        String::new()
     }
 }
 
@@ -375,7 +468,9 @@ fn callback(c: &C, cb: &Cb) -> impl FnOnce() + 'static {
         let label = format!("cb {}", cb.label);
         c.log(label.clone());
         for act in &cb.acts {
-            do_act(&c, &label, act);
+            if let Some(Err(e)) = do_act(&c, &label, act) {
+                c.log(format!("{label}: raised {e:?}"));
+            }
         }
     }
 }
@@ -428,8 +523,10 @@ fn spawn(c: &C, st: &SpawnSt, group: Option<TaskGroup>) -> Result<()> {
     c.tasks.borrow_mut().insert(st.task.clone(), task.clone());
     c.order.borrow_mut().push(st.task.clone());
     let (c2, name) = (c.clone(), st.task.clone());
+    let me = task.clone();
     task.add_done_callback(move |t: &Future<i64>| {
-        c2.log(format!("done {name}: {}", final_state(t)));
+        let n = cancelling_suffix(me.cancelling());
+        c2.log(format!("done {name}: {}{n}", final_state(t)));
     });
     Ok(())
 }
@@ -480,25 +577,12 @@ fn report<T>(
 }
 
 async fn run_stmt(c: &C, label: &str, st: &Stmt) -> Result<Option<i64>> {
+    if let Some(r) = do_act(c, label, st) {
+        r?;
+        return Ok(None);
+    }
     match st {
-        Stmt::Log { .. }
-        | Stmt::SetResult { .. }
-        | Stmt::SetException { .. }
-        | Stmt::Cancel { .. } => do_act(c, label, st),
         Stmt::Sleep => asyncio::sleep(0).await?,
-        Stmt::CallSoon { cb } => {
-            c.loop_.call_soon(callback(c, cb))?;
-        }
-        Stmt::CallLater { cb } => {
-            c.loop_.call_later(0, callback(c, cb))?;
-        }
-        Stmt::CallSoonThreadsafe { cb } => {
-            let trace = c.trace.clone();
-            let line = format!("cb {}", cb.label);
-            assert!(cb.acts.is_empty(), "threadsafe callbacks only log");
-            c.loop_
-                .call_soon_threadsafe(move || trace.lock().unwrap().push(line))?;
-        }
         Stmt::Spawn(s) => spawn(c, s, None)?,
         Stmt::TgSpawn(s) => {
             let group = s.group.as_ref().expect("tg_spawn names its group");
@@ -643,7 +727,8 @@ async fn run_stmt(c: &C, label: &str, st: &Stmt) -> Result<Option<i64>> {
             Ok(r) => return Ok(r),
             Err(e) if !is_caught(catch, &e) => return Err(e),
             Err(e) => {
-                c.log(format!("{label}: {tag} caught {e:?}"));
+                let n = current_task().cancelling();
+                c.log(format!("{label}: {tag} caught {e:?} cancelling={n}"));
                 if *uncancel {
                     c.log(format!(
                         "{label}: {tag} uncancel -> {}",
@@ -688,37 +773,8 @@ async fn run_stmt(c: &C, label: &str, st: &Stmt) -> Result<Option<i64>> {
             c.log(format!("{label}: {tag} exit"));
             return Ok(r);
         }
-        Stmt::Name { task } => {
-            let name = match c.tasks.borrow().get(task) {
-                Some(t) => c.norm_name(&t.get_name()),
-                None => "unbound".to_owned(),
-            };
-            c.log(format!("{label}: name {task} = {name}"));
-        }
-        Stmt::Status { target } => {
-            let line = match c.target(target) {
-                None => format!("{label}: status {target} unbound"),
-                Some(Target::Fut(f)) => format!(
-                    "{label}: status {target} done={} cancelled={}",
-                    py_bool(f.done()),
-                    py_bool(f.cancelled())
-                ),
-                Some(Target::Task(t)) => format!(
-                    "{label}: status {target} done={} cancelled={} cancelling={}",
-                    py_bool(t.done()),
-                    py_bool(t.cancelled()),
-                    t.cancelling()
-                ),
-                Some(Target::Any(t)) => format!(
-                    "{label}: status {target} done={} cancelled={} cancelling={}",
-                    py_bool(t.done()),
-                    py_bool(t.cancelled()),
-                    t.cancelling()
-                ),
-            };
-            c.log(line);
-        }
         Stmt::Return { value } => return Ok(Some(*value)),
+        _ => unreachable!("acts are run by do_act"),
     }
     Ok(None)
 }
@@ -785,7 +841,9 @@ fn run_program(prog: &Program) -> Vec<String> {
     }
     c.log("-- main done");
     for act in &prog.outside {
-        do_act(&c, "outside", act);
+        if let Some(Err(e)) = do_act(&c, "outside", act) {
+            c.log(format!("outside: raised {e:?}"));
+        }
     }
     let settle = {
         let c = c.clone();

@@ -104,6 +104,18 @@ def ordered_taskgroup_init(self):
     self._tasks = OrderedSet()
 
 
+def setup():
+    """What every run of the interpreter needs (see use_ordered_sets), and
+    silence: tasks left pending are collected after their loop is closed,
+    and what their coroutines raise or log then is no part of a trace."""
+    import warnings
+
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    sys.unraisablehook = lambda unraisable: None
+    warnings.simplefilter("ignore", RuntimeWarning)
+    use_ordered_sets()
+
+
 def use_ordered_sets():
     """CPython keeps the tasks of a TaskGroup and of as_completed() in sets,
     iterated in address order (which tasks a failing TaskGroup cancels
@@ -146,9 +158,11 @@ class Ctx:
         self.order = []  # task names in creation order
         self.main = None
         self.main_num = 0
+        self.closed = False  # after the final report: what is left is no part of the trace
 
     def log(self, line):
-        self.trace.append(line)
+        if not self.closed:
+            self.trace.append(line)
 
     def norm_name(self, name):
         if name.startswith("Task-") and name[5:].isdigit():
@@ -181,12 +195,32 @@ def final_state(fut):
     return outcome(fut)
 
 
+def cancelling(task):
+    n = task.cancelling()
+    return f" cancelling={n}" if n else ""
+
+
 def py_bool(b):
     return "True" if b else "False"
 
 
+ACTS = (
+    "log",
+    "set_result",
+    "set_exception",
+    "cancel",
+    "call_soon",
+    "call_later",
+    "call_soon_threadsafe",
+    "add_done_callback",
+    "result",
+    "status",
+    "name",
+)
+
+
 def do_act(ctx, label, act):
-    """A statement that never suspends (also the body of callbacks)."""
+    """A statement that never suspends (the only kind callbacks run)."""
     op = act["op"]
     if op == "log":
         ctx.log(f"{label}: {act['msg']}")
@@ -209,6 +243,47 @@ def do_act(ctx, label, act):
         else:
             r = t.cancel() if act["msg"] is None else t.cancel(act["msg"])
             ctx.log(f"{label}: cancel {act['target']} -> {py_bool(r)}")
+    elif op == "call_soon":
+        ctx.loop.call_soon(callback(ctx, act["cb"]))
+    elif op == "call_later":
+        ctx.loop.call_later(0, callback(ctx, act["cb"]))
+    elif op == "call_soon_threadsafe":
+        ctx.loop.call_soon_threadsafe(callback(ctx, act["cb"]))
+    elif op == "add_done_callback":
+        t = ctx.target(act["target"])
+        if t is None:
+            ctx.log(f"{label}: add_done_callback {act['target']} unbound")
+        else:
+            run = callback(ctx, act["cb"])
+            t.add_done_callback(lambda _: run())
+    elif op == "result":
+        # result() of a cancelled task uses up its original CancelledError.
+        t = ctx.target(act["target"])
+        if t is None:
+            ctx.log(f"{label}: result {act['target']} unbound")
+        else:
+            try:
+                ctx.log(f"{label}: result {act['target']} -> ok {t.result()!r}")
+            except (asyncio.CancelledError, Exception) as e:
+                ctx.log(f"{label}: result {act['target']} -> exc {e!r}")
+    elif op == "name":
+        t = ctx.tasks.get(act["task"])
+        n = "unbound" if t is None else ctx.norm_name(t.get_name())
+        ctx.log(f"{label}: name {act['task']} = {n}")
+    elif op == "status":
+        t = ctx.target(act["target"])
+        if t is None:
+            ctx.log(f"{label}: status {act['target']} unbound")
+        elif isinstance(t, asyncio.Task):
+            ctx.log(
+                f"{label}: status {act['target']} done={py_bool(t.done())} "
+                f"cancelled={py_bool(t.cancelled())} cancelling={t.cancelling()}"
+            )
+        else:
+            ctx.log(
+                f"{label}: status {act['target']} done={py_bool(t.done())} "
+                f"cancelled={py_bool(t.cancelled())}"
+            )
     else:
         raise AssertionError(op)
 
@@ -217,7 +292,10 @@ def callback(ctx, cb):
     def run():
         ctx.log(f"cb {cb['label']}")
         for act in cb["acts"]:
-            do_act(ctx, f"cb {cb['label']}", act)
+            try:
+                do_act(ctx, f"cb {cb['label']}", act)
+            except Exception as e:  # noqa: BLE001
+                ctx.log(f"cb {cb['label']}: raised {e!r}")
 
     return run
 
@@ -268,7 +346,7 @@ def spawn(ctx, st, group=None):
     ctx.order.append(name)
     # (final_state: a cancelled task's result() would use up its original
     # CancelledError, and the awaiters would see a fresh one.)
-    t.add_done_callback(lambda t: ctx.log(f"done {name}: {final_state(t)}"))
+    t.add_done_callback(lambda t: ctx.log(f"done {name}: {final_state(t)}{cancelling(t)}"))
 
 
 def is_caught(kind, e):
@@ -290,16 +368,10 @@ async def run_block(ctx, label, block):
 
 async def run_stmt(ctx, label, st):
     op = st["op"]
-    if op in ("log", "set_result", "set_exception", "cancel"):
+    if op in ACTS:
         do_act(ctx, label, st)
     elif op == "sleep":
         await asyncio.sleep(0)
-    elif op == "call_soon":
-        ctx.loop.call_soon(callback(ctx, st["cb"]))
-    elif op == "call_later":
-        ctx.loop.call_later(0, callback(ctx, st["cb"]))
-    elif op == "call_soon_threadsafe":
-        ctx.loop.call_soon_threadsafe(callback(ctx, st["cb"]))
     elif op == "spawn":
         spawn(ctx, st)
     elif op == "tg_spawn":
@@ -375,7 +447,8 @@ async def run_stmt(ctx, label, st):
         except (asyncio.CancelledError, Exception) as e:
             if not is_caught(st["catch"], e):
                 raise
-            ctx.log(f"{label}: {tag} caught {e!r}")
+            n = asyncio.current_task().cancelling()
+            ctx.log(f"{label}: {tag} caught {e!r} cancelling={n}")
             if st["uncancel"]:
                 ctx.log(f"{label}: {tag} uncancel -> {asyncio.current_task().uncancel()}")
             if st["reraise"]:
@@ -403,24 +476,6 @@ async def run_stmt(ctx, label, st):
             r = await run_block(ctx, label, st["body"])
         ctx.log(f"{label}: {tag} exit")
         return r
-    elif op == "name":
-        t = ctx.tasks.get(st["task"])
-        n = "unbound" if t is None else ctx.norm_name(t.get_name())
-        ctx.log(f"{label}: name {st['task']} = {n}")
-    elif op == "status":
-        t = ctx.target(st["target"])
-        if t is None:
-            ctx.log(f"{label}: status {st['target']} unbound")
-        elif isinstance(t, asyncio.Task):
-            ctx.log(
-                f"{label}: status {st['target']} done={py_bool(t.done())} "
-                f"cancelled={py_bool(t.cancelled())} cancelling={t.cancelling()}"
-            )
-        else:
-            ctx.log(
-                f"{label}: status {st['target']} done={py_bool(t.done())} "
-                f"cancelled={py_bool(t.cancelled())}"
-            )
     elif op == "return":
         return st["value"]
     else:
@@ -474,7 +529,10 @@ def run_program(prog):
             ctx.log(f"-- main failed: {e!r}")
         ctx.log("-- main done")
         for act in prog["outside"]:
-            do_act(ctx, "outside", act)
+            try:
+                do_act(ctx, "outside", act)
+            except Exception as e:  # noqa: BLE001
+                ctx.log(f"outside: raised {e!r}")
         try:
             loop.run_until_complete(settle())
         except (asyncio.CancelledError, Exception) as e:
@@ -485,6 +543,7 @@ def run_program(prog):
         for name, f in [(n, ctx.tasks[n]) for n in ctx.order] + list(ctx.futs.items()):
             ctx.log(f"final {name}: {final_state(f)}")
     finally:
+        ctx.closed = True
         loop.close()
     if BAD:
         raise BadProgram(BAD[0])
@@ -526,21 +585,34 @@ class Gen:
             choices.append("self")
         return self.r.choice(choices)
 
-    def act(self, in_task):
+    def act(self, in_task, nested=False):
+        """A statement that never suspends; `nested` ones (in callbacks)
+        schedule no further callbacks."""
         r = self.r.random()
-        if r < 0.3:
+        if r < 0.25:
             return {"op": "set_result", "fut": self.fut(), "value": self.r.randint(1, 99)}
-        if r < 0.4:
+        if r < 0.32:
             self.nlogs += 1
             return {"op": "set_exception", "fut": self.fut(), "msg": f"e{self.nlogs}"}
-        if r < 0.8:
+        if r < 0.62:
             return {"op": "cancel", "target": self.cancel_target(in_task), "msg": self.r.choice(MSGS)}
+        if r < 0.70 and not nested:
+            return {"op": self.r.choice(["call_soon", "call_soon", "call_later"]), "cb": self.cb()}
+        if r < 0.77 and not nested:
+            target = self.r.choice(["main", self.fut()] + self.complete[-3:])
+            return {"op": "add_done_callback", "target": target, "cb": self.cb()}
+        if r < 0.83:
+            return {"op": "result", "target": self.r.choice([self.fut()] + self.complete[-3:])}
+        if r < 0.88 and self.complete and not self.eager:
+            return {"op": "name", "task": self.r.choice(self.complete[-4:])}
+        if r < 0.94:
+            return {"op": "status", "target": self.cancel_target(in_task)}
         self.nlogs += 1
         return {"op": "log", "msg": f"p{self.nlogs}"}
 
     def cb(self, with_acts=True):
         self.nlabels += 1
-        acts = [self.act(False) for _ in range(self.r.choice([0, 1, 1, 2]))] if with_acts else []
+        acts = [self.act(False, nested=True) for _ in range(self.r.choice([0, 1, 1, 2]))] if with_acts else []
         return {"label": f"k{self.nlabels}", "acts": acts}
 
     def aw(self, depth, simple=False):
@@ -591,7 +663,7 @@ class Gen:
             return {"op": "log", "msg": f"p{self.nlogs}"}
         if r < 0.25:
             return {"op": self.r.choice(["call_soon", "call_soon", "call_later"]), "cb": self.cb()}
-        if r < 0.27:
+        if r < 0.26:  # rare: it is slow to look past a known divergence
             return {"op": "call_soon_threadsafe", "cb": self.cb(with_acts=False)}
         if r < 0.36:
             return self.act(in_task)
@@ -608,7 +680,7 @@ class Gen:
             }
         if r < 0.65:
             items = [self.aw(depth, simple=True) for _ in range(self.r.choice([0, 1, 2, 2, 3, 3, 4]))]
-            if items and self.r.random() < 0.15:
+            if items and self.r.random() < 0.25:
                 items.append(self.r.choice(items))  # the same awaitable twice
             return {
                 "op": "gather",
@@ -740,13 +812,19 @@ def cmd_generate(args):
             print(f"seed {seed}: nondeterministic under CPython, skipped", file=sys.stderr)
             continue
         path = os.path.join(args.out, f"{written:04d}.json")
-        with open(path, "w") as f:
-            json.dump({"seed": seed, "program": prog, "expected_trace": trace}, f, indent=1)
-            f.write("\n")
+        write_case(path, {"seed": seed, "program": prog, "expected_trace": trace})
         written += 1
         if written == args.count:
             break
     print(f"wrote {written} cases to {args.out}")
+
+
+def write_case(path, case):
+    """A case file: the program on one line, one trace line per line."""
+    lines = ",\n".join("  " + json.dumps(line) for line in case["expected_trace"])
+    head = "".join(f' "{k}": {json.dumps(v)},\n' for k, v in case.items() if k != "expected_trace")
+    with open(path, "w") as f:
+        f.write("{\n" + head + ' "expected_trace": [\n' + lines + "\n ]\n}\n")
 
 
 def cmd_run(args):
@@ -762,17 +840,14 @@ def cmd_refresh(args):
         with open(path) as f:
             data = json.load(f)
         data["expected_trace"] = run_program(data["program"])
-        with open(path, "w") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
+        write_case(path, data)
     print("refreshed")
 
 
 def main():
     if sys.version_info[:2] != (3, 13):
         sys.exit("run with CPython 3.13: PYENV_VERSION=3.13.0 python3 gen.py ...")
-    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
-    use_ordered_sets()
+    setup()
     here = os.path.dirname(os.path.abspath(__file__))
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)

@@ -21,7 +21,6 @@ import argparse
 import copy
 import glob
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -226,18 +225,51 @@ def ops_of(prog):
     return found
 
 
+REASONS = {
+    "threadsafe-fifo": "call_soon_threadsafe from the loop thread runs after callbacks scheduled later with call_soon",
+    "task-n": "Task-N numbering: a task created with a name uses up a number",
+    "as-completed-cancel": "as_completed loses a cancellation of the task waiting in it",
+    "eager-shield": "eager shield shortcut: shield(coro) whose eager task is done at once returns the task",
+    "gather-cancel-exc": "a cancelled gather raises the CancelledError of its last child in argument order",
+    "cancelled-exc-once": "a cancelled task hands out its original CancelledError once; later result()s "
+    "raise CancelledError(cancel message)",
+    "stale-resumed-from": "await of an already-done future right after cancel() of the running task raises "
+    "(the task looks resumed from it: same future as the last await, or a new one at a reused address)",
+    "gather-refuse-wakes-early": "a gather whose children are all done refuses cancel(); the task wakes early",
+    "gather-eager-callbacks": "gather adds its done callback to each child before starting the next (eager) one",
+    "gather-twice": "a task passed to gather twice is cancelled once per occurrence",
+}
+
+
+def reason(category):
+    return f"{REASONS[category]} [{category}]"
+
+
 def guess_reason(small, py, rs):
     """A first guess at why `small` differs (a human checks it)."""
     ops = ops_of(small)
     d = first_diff(py, rs)
     exp = py[d] if d is not None and d < len(py) else ""
     act = rs[d] if d is not None and d < len(rs) else ""
+    text = json.dumps(small)
+    cancels_self = '"target": "main"' in text or '"target": "self"' in text
     if "as_completed" in ops and "CancelledError" in exp and "CancelledError" not in act:
-        return "as_completed loses a cancellation"
+        return reason("as-completed-cancel")
     if "shield" in ops and small["eager"]:
-        return "eager shield shortcut"
-    if "gather" in ops and "CancelledError" in exp and "CancelledError" in act:
-        return "which CancelledError a cancelled gather raises"
+        return reason("eager-shield")
+    if exp.endswith("exc CancelledError()") and "exc CancelledError('" in act:
+        if "result" in ops or '"kind": "CancelledError"' in text:
+            return reason("cancelled-exc-once")
+        if "gather" in ops:
+            return reason("gather-cancel-exc")
+    if " -> ok" in exp and act.endswith("exc CancelledError()") and cancels_self:
+        return reason("stale-resumed-from")
+    if "gather" in ops and "cancelling=" in exp + act:
+        return reason("gather-twice")
+    if "gather" in ops and "cancel" in ops:
+        return reason("gather-refuse-wakes-early")
+    if "gather" in ops and small["eager"]:
+        return reason("gather-eager-callbacks")
     return f"UNCLASSIFIED: expected {exp!r}, got {act!r}"
 
 
@@ -247,12 +279,12 @@ def triage(path, prog, binary, tmp):
         return None
     case = os.path.splitext(os.path.basename(path))[0]
     if not differs(strip(prog, {"call_soon_threadsafe"}), binary, tmp):
-        return f"{case} call_soon_threadsafe FIFO"
+        return f"{case} {reason('threadsafe-fifo')}"
     if not differs(strip(prog, {"name"}), binary, tmp):
-        return f"{case} Task-N numbering (named tasks use up numbers)"
+        return f"{case} {reason('task-n')}"
     stripped = strip(prog, {"call_soon_threadsafe", "name"})
     if not differs(stripped, binary, tmp):
-        return f"{case} call_soon_threadsafe FIFO; Task-N numbering"
+        return f"{case} call_soon_threadsafe FIFO and Task-N numbering [threadsafe-fifo, task-n]"
     small = minimize(stripped, binary, tmp)
     py = gen.run_program(small)
     rs = rust_traces(binary, [small], tmp)[0]
@@ -260,8 +292,7 @@ def triage(path, prog, binary, tmp):
 
 
 def main():
-    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
-    gen.use_ordered_sets()
+    gen.setup()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("cases", nargs="+")
     ap.add_argument("--bin")
