@@ -6,8 +6,12 @@ Generate the fixtures (NOT part of `cargo test`; CI may lack CPython 3.13):
     PYENV_VERSION=3.13.0 python3 tests/differential/gen.py generate \
         --seed 1 --count 300 --out tests/differential/cases
 
+It also writes cases/m-NAME.json for the hand-written programs of
+minimal.json (the smallest program known for each divergence found).
+
 Other commands:
 
+    gen.py minimal              # only the cases/m-*.json
     gen.py run CASE.json        # run one program (a case file or a bare program)
                                 # under CPython and print its trace
     gen.py refresh              # recompute expected_trace of every case file
@@ -817,6 +821,7 @@ def cmd_generate(args):
         if written == args.count:
             break
     print(f"wrote {written} cases to {args.out}")
+    cmd_minimal(args)
 
 
 def write_case(path, case):
@@ -825,6 +830,20 @@ def write_case(path, case):
     head = "".join(f' "{k}": {json.dumps(v)},\n' for k, v in case.items() if k != "expected_trace")
     with open(path, "w") as f:
         f.write("{\n" + head + ' "expected_trace": [\n' + lines + "\n ]\n}\n")
+
+
+def cmd_minimal(args):
+    """cases/m-NAME.json for each hand-written program of minimal.json: the
+    smallest known program of each divergence found so far."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "minimal.json")) as f:
+        progs = json.load(f)
+    for name, prog in progs.items():
+        trace = run_program(prog)
+        if any(perturbed_traces([prog], salt)[0] != trace for salt in range(2)):
+            sys.exit(f"minimal program {name} is nondeterministic under CPython")
+        write_case(os.path.join(args.out, f"m-{name}.json"), {"program": prog, "expected_trace": trace})
+    print(f"wrote {len(progs)} minimal cases to {args.out}")
 
 
 def cmd_run(args):
@@ -855,6 +874,8 @@ def main():
     g.add_argument("--seed", type=int, default=1)
     g.add_argument("--count", type=int, default=300)
     g.add_argument("--out", default=os.path.join(here, "cases"))
+    m = sub.add_parser("minimal")
+    m.add_argument("--out", default=os.path.join(here, "cases"))
     r = sub.add_parser("run")
     r.add_argument("case")
     t = sub.add_parser("_traces")  # internal: traces of programs on stdin
@@ -862,7 +883,13 @@ def main():
     f = sub.add_parser("refresh")
     f.add_argument("--dir", default=os.path.join(here, "cases"))
     args = p.parse_args()
-    {"generate": cmd_generate, "run": cmd_run, "refresh": cmd_refresh, "_traces": cmd_traces}[args.cmd](args)
+    {
+        "generate": cmd_generate,
+        "minimal": cmd_minimal,
+        "run": cmd_run,
+        "refresh": cmd_refresh,
+        "_traces": cmd_traces,
+    }[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -238,6 +238,7 @@ REASONS = {
     "gather-refuse-wakes-early": "a gather whose children are all done refuses cancel(); the task wakes early",
     "gather-eager-callbacks": "gather adds its done callback to each child before starting the next (eager) one",
     "gather-twice": "a task passed to gather twice is cancelled once per occurrence",
+    "loop-stopped-wakeup": "a task woken while the loop is stopped runs after callbacks scheduled later",
 }
 
 
@@ -253,6 +254,8 @@ def guess_reason(small, py, rs):
     act = rs[d] if d is not None and d < len(rs) else ""
     text = json.dumps(small)
     cancels_self = '"target": "main"' in text or '"target": "self"' in text
+    if small["outside"] and d is not None and "-- main done" in py[:d]:
+        return reason("loop-stopped-wakeup")
     if "as_completed" in ops and "CancelledError" in exp and "CancelledError" not in act:
         return reason("as-completed-cancel")
     if "shield" in ops and small["eager"]:
