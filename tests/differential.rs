@@ -11,9 +11,10 @@
 //! * A mismatching case fails the test unless its id is listed in
 //!   `tests/differential/known_failures.txt` (`NNNN reason`, one per line);
 //!   a listed case that now matches is reported so its line can be deleted.
-//! * `DIFFTEST_CASE=path[,path…]` runs only those case files (or bare
-//!   programs) and prints both traces; `DIFFTEST_VERBOSE=1` prints the full
-//!   report of known failures too.
+//! * `DIFFTEST_CASE=path[,path…]` runs only those case files and prints
+//!   both traces; `DIFFTEST_DIR=dir` runs the cases of another directory
+//!   (e.g. fresh seeds) with no known failures; `DIFFTEST_VERBOSE=1` prints
+//!   the full report of every mismatch, known ones included.
 //!
 //! Programs use no real time (only zero, `None` and 1000 s delays), so the
 //! traces depend on scheduling order alone; see `gen.py` for the language
@@ -1007,9 +1008,18 @@ fn differential() {
     }
 
     let verbose = std::env::var_os("DIFFTEST_VERBOSE").is_some();
-    let known = known_failures();
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(cases_dir().join("cases"))
-        .expect("tests/differential/cases")
+    // Another directory of cases (fresh seeds): no known failures there, and
+    // one line per mismatch unless verbose.
+    let other_dir = std::env::var_os("DIFFTEST_DIR").map(PathBuf::from);
+    let known = match other_dir {
+        Some(_) => BTreeMap::new(),
+        None => known_failures(),
+    };
+    let dir = other_dir
+        .clone()
+        .unwrap_or_else(|| cases_dir().join("cases"));
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.expect("dir entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
@@ -1036,6 +1046,13 @@ fn differential() {
                     .entry(category(reason).to_owned())
                     .or_default()
                     .push(id);
+            }
+            (false, None) if other_dir.is_some() && !verbose => {
+                let at = match &actual {
+                    Ok(t) => format!("line {:?}", first_difference(&case.expected_trace, t)),
+                    Err(why) => why.clone(),
+                };
+                unexpected.push(format!("MISMATCH {} at {at}", path.display()));
             }
             (false, None) => unexpected.push(describe(path, &case, &actual)),
         }

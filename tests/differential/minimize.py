@@ -22,6 +22,7 @@ import copy
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -232,13 +233,15 @@ REASONS = {
     "eager-shield": "eager shield shortcut: shield(coro) whose eager task is done at once returns the task",
     "gather-cancel-exc": "a cancelled gather raises the CancelledError of its last child in argument order",
     "cancelled-exc-once": "a cancelled task hands out its original CancelledError once; later result()s "
-    "raise CancelledError(cancel message)",
+    "and awaits raise a new CancelledError() (CPython's _make_cancelled_error)",
     "stale-resumed-from": "await of an already-done future right after cancel() of the running task raises "
     "(the task looks resumed from it: same future as the last await, or a new one at a reused address)",
     "gather-refuse-wakes-early": "a gather whose children are all done refuses cancel(); the task wakes early",
     "gather-eager-callbacks": "gather adds its done callback to each child before starting the next (eager) one",
     "gather-twice": "a task passed to gather twice is cancelled once per occurrence",
     "loop-stopped-wakeup": "a task woken while the loop is stopped runs after callbacks scheduled later",
+    "eager-cancel-parent": "a task cancelled by the eager task it is creating raises at its next await "
+    "without suspending first",
 }
 
 
@@ -254,17 +257,23 @@ def guess_reason(small, py, rs):
     act = rs[d] if d is not None and d < len(rs) else ""
     text = json.dumps(small)
     cancels_self = '"target": "main"' in text or '"target": "self"' in text
-    if small["outside"] and d is not None and "-- main done" in py[:d]:
+    raises_cancel = '"kind": "CancelledError"' in text
+    as_completed_line = re.search(r": a\d+#\d+ ->", exp + act) is not None
+    reordered = d is not None and sorted(py[d:]) == sorted(rs[d:])
+    if small["outside"] and reordered and "-- main done" in py[:d]:
         return reason("loop-stopped-wakeup")
-    if "as_completed" in ops and "CancelledError" in exp and "CancelledError" not in act:
+    if small["eager"] and cancels_self and exp.startswith("done ") and "exc CancelledError" in act:
+        return reason("eager-cancel-parent")
+    if "as_completed" in ops and as_completed_line and "CancelledError" in exp:
         return reason("as-completed-cancel")
     if "shield" in ops and small["eager"]:
         return reason("eager-shield")
     if exp.endswith("exc CancelledError()") and "exc CancelledError('" in act:
-        if "result" in ops or '"kind": "CancelledError"' in text:
-            return reason("cancelled-exc-once")
-        if "gather" in ops:
+        if "gather" in ops and "result" not in ops and not raises_cancel:
             return reason("gather-cancel-exc")
+        return reason("cancelled-exc-once")
+    if "gather" in ops and "exc CancelledError('" in exp and act.endswith("exc CancelledError()"):
+        return reason("gather-cancel-exc")
     if " -> ok" in exp and act.endswith("exc CancelledError()") and cancels_self:
         return reason("stale-resumed-from")
     if "gather" in ops and "cancelling=" in exp + act:
