@@ -42,7 +42,7 @@ pub use asyncio_core::{
     create_task, create_task_named, current_task, current_task_of, default_max_workers,
     eager_task_factory, ensure_future, exception_context, exceptions, executor, gather,
     get_running_loop, run_coroutine_threadsafe, shield, sleep, sleep_with, taskgroups, tasks,
-    timeout, timeout_at, timeouts, to_thread, wait, wait_for, AbstractEventLoop,
+    timeout, timeout_at, timeouts, to_thread, wait, wait_for, wrap_future, AbstractEventLoop,
     AbstractEventLoopPolicy, AnyTask, AsCompleted, AsyncGenerator, Awaitable,
     BaseDefaultEventLoopPolicy, CallbackId, CallbackResult, ConcurrentFuture, ContextValue, Delay,
     Error, ErrorKind, EventLoop, ExceptionContext, ExceptionHandler, Executor, Future,

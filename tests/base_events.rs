@@ -516,35 +516,37 @@ fn set_debug_and_get_debug() {
 
 #[test]
 fn debug_mode_handle_reprs_give_file_and_line_without_column() {
-    // CPython 3.13 (debug): <Handle print() created at /tmp/x.py:23>
+    // CPython 3.13 (debug): <Handle print() created at /tmp/x.py:23>, and
+    // for a lambda <Handle <lambda>() at /tmp/x.py:23 created at /tmp/x.py:23>.
+    fn ping() {}
     let loop_ = new_loop();
     loop_.set_debug(true);
-    let h = loop_.call_soon(|| ()).unwrap();
+    let h = loop_.call_soon(ping).unwrap();
     let line = line!() - 1;
     assert_eq!(
         format!("{h:?}"),
-        format!(
-            "<Handle {}() created at {}:{line}>",
-            h.callback_name(),
-            file!()
-        )
+        format!("<Handle ping() created at {}:{line}>", file!())
     );
     let t = loop_.call_at(5.5, || ()).unwrap();
     let line = line!() - 1;
+    let closure = "debug_mode_handle_reprs_give_file_and_line_without_column.<locals>.<closure>";
+    assert_eq!(t.as_handle().callback_name(), closure);
     assert_eq!(
         format!("{t:?}"),
         format!(
-            "<TimerHandle when=5.5 {}() created at {}:{line}>",
-            t.as_handle().callback_name(),
-            file!()
+            "<TimerHandle when=5.5 {closure}() at {file}:{line} created at {file}:{line}>",
+            file = file!()
         )
     );
-    // Outside debug mode there is no location at all.
+    // Outside debug mode only a closure's own location is shown.
     loop_.set_debug(false);
-    let plain = loop_.call_soon(|| ()).unwrap();
+    let plain = loop_.call_soon(ping).unwrap();
+    assert_eq!(format!("{plain:?}"), "<Handle ping()>");
+    let lambda = loop_.call_soon(|| ()).unwrap();
+    let line = line!() - 1;
     assert_eq!(
-        format!("{plain:?}"),
-        format!("<Handle {}()>", plain.callback_name())
+        format!("{lambda:?}"),
+        format!("<Handle {closure}() at {}:{line}>", file!())
     );
     loop_.close().unwrap();
 }
@@ -863,7 +865,7 @@ fn call_later_infinity_never_fires_and_can_be_cancelled() {
     assert_eq!(h.when(), f64::INFINITY);
     assert_eq!(
         format!("{h:?}"),
-        format!("<TimerHandle when=inf {}()>", h.as_handle().callback_name())
+        format!("<TimerHandle when=inf {}>", h.as_handle().callback_repr())
     );
     let at = loop_
         .call_at(f64::INFINITY, push(&events, "at inf"))

@@ -522,10 +522,16 @@ fn repr_pending_finished_cancelled() {
     let g = Future::<i32>::new(&loop_);
     g.cancel();
     assert_eq!(format!("{g:?}"), "<Future cancelled>");
-    // CPython shows `result=5`; Rust values have no generic repr, so none is shown.
+    // CPython: `result=5`, the value's repr (its `Debug`), shortened by reprlib.
     let h = Future::<i32>::new(&loop_);
     h.set_result(5).unwrap();
-    assert_eq!(format!("{h:?}"), "<Future finished>");
+    assert_eq!(format!("{h:?}"), "<Future finished result=5>");
+    let long = Future::<Vec<u32>>::new(&loop_);
+    long.set_result((0..100).collect()).unwrap();
+    assert_eq!(
+        format!("{long:?}"),
+        "<Future finished result=[0, 1, 2, 3, ...6, 97, 98, 99]>"
+    );
     loop_.close().unwrap();
 }
 

@@ -294,3 +294,38 @@ async fn getnameinfo_matches_python() -> asyncio::Result<()> {
     }
     Ok(())
 }
+
+#[asyncio::test]
+async fn a_nul_byte_in_a_host_is_a_value_error() -> asyncio::Result<()> {
+    // CPython: create_connection(host='local\0host') raises
+    // ValueError('embedded null character').
+    let loop_ = asyncio::get_running_loop()?;
+    let err = loop_.getaddrinfo("local\0host", 80).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ValueError);
+    assert_eq!(err.message(), "embedded null character");
+    let log = net_common::Log::new(&loop_);
+    let err = loop_
+        .create_connection(move || net_common::Rec::new(&log))
+        .host("local\0host")
+        .port(80)
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ValueError);
+    assert_eq!(err.message(), "embedded null character");
+    Ok(())
+}
+
+#[asyncio::test]
+async fn getaddrinfo_without_host_and_port_is_gaierror_noname() -> asyncio::Result<()> {
+    // CPython: socket.gaierror(-2, 'Name or service not known').
+    let loop_ = asyncio::get_running_loop()?;
+    let err = loop_
+        .getaddrinfo(None::<&str>, None::<&str>)
+        .await
+        .unwrap_err();
+    assert_eq!(err.python_name(), "gaierror");
+    assert_eq!(err.raw_os_error(), Some(-2));
+    assert_eq!(err.to_string(), "[Errno -2] Name or service not known");
+    Ok(())
+}

@@ -411,3 +411,31 @@ async fn argument_errors() -> asyncio::Result<()> {
     );
     Ok(())
 }
+
+#[asyncio::test]
+async fn a_nul_byte_in_a_socket_path_is_a_value_error() -> asyncio::Result<()> {
+    // CPython: ValueError for a path with an embedded NUL (its C calls
+    // would use the part before it: 3.13.0 binds the truncated path).
+    use std::os::unix::ffi::OsStrExt;
+    let loop_ = asyncio::get_running_loop()?;
+    let base = sock_path("nul");
+    let mut bytes = base.as_os_str().as_bytes().to_vec();
+    bytes.extend_from_slice(b"\0junk");
+    let path = PathBuf::from(std::ffi::OsStr::from_bytes(&bytes));
+    let err = loop_
+        .create_unix_server(factory_fn)
+        .path(path.clone())
+        .await
+        .failure();
+    assert_eq!(err.kind(), ErrorKind::ValueError);
+    assert_eq!(err.message(), "embedded null byte");
+    assert!(!base.exists(), "nothing was bound at the truncated path");
+    let err = loop_
+        .create_unix_connection(factory_fn)
+        .path(path)
+        .await
+        .failure();
+    assert_eq!(err.kind(), ErrorKind::ValueError);
+    assert_eq!(err.message(), "embedded null byte");
+    Ok(())
+}

@@ -172,12 +172,10 @@ fn get_coro_names_the_coroutine_type() {
         let t = asyncio::create_task(coro)?;
         assert_eq!(t.get_coro(), expected);
         assert!(t.get_coro().contains("coro_worker"), "{}", t.get_coro());
-        // The type-erased handle and the repr say the same.
+        // The type-erased handle says the same; the repr names the
+        // coroutine as CPython does: `coro=<coro_worker()>`.
         assert_eq!(t.as_any().get_coro(), expected);
-        assert!(
-            format!("{t:?}").contains(&format!(" coro=<{expected}>")),
-            "{t:?}"
-        );
+        assert!(format!("{t:?}").contains(" coro=<coro_worker()>"), "{t:?}");
         // Still the same coroutine once the task is done (as in CPython).
         assert_eq!((&t).await?, 1);
         assert_eq!(t.get_coro(), expected);

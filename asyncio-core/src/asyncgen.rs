@@ -205,11 +205,9 @@ impl<T: 'static> AsyncGenerator<T> {
         }
         if let Some(loop_) = _get_running_loop() {
             if loop_.inner.asyncgens_shutdown_called.get() {
-                tracing::warn!(
-                    target: "asyncio",
-                    "asynchronous generator {:?} was scheduled after loop.shutdown_asyncgens() call",
+                crate::log::warning(format_args!("asynchronous generator {:?} was scheduled after loop.shutdown_asyncgens() call",
                     self
-                );
+                ));
             }
             let weak = Rc::downgrade(&self.inner);
             let weak: Weak<dyn AsyncGenObj> = weak;

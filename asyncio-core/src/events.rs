@@ -231,9 +231,18 @@ impl Handle {
         self.cell.location
     }
 
-    /// The printable name of the callback (its Rust type name).
-    pub fn callback_name(&self) -> &'static str {
-        self.cell.callback.name()
+    /// The callback's name as CPython prints a function's qualified name:
+    /// `boom` for a function, `main.<locals>.<closure>` for a closure
+    /// written in `main`.
+    pub fn callback_name(&self) -> String {
+        crate::format_helpers::callable_name(self.cell.callback.name())
+    }
+
+    /// How reports and reprs show the callback (CPython's
+    /// `_format_callback_source`): `boom()`, or for a closure
+    /// `main.<locals>.<closure>() at src/main.rs:12`.
+    pub fn callback_repr(&self) -> String {
+        crate::format_helpers::callback_repr(self.cell.callback.name(), Some(self.cell.location))
     }
 
     /// `true` if both refer to the same handle.
@@ -254,7 +263,10 @@ impl Handle {
             ));
         }
         if !cell.callback.is_spent() || !cell.cancelled.get() {
-            info.push(format!("{}()", cell.callback.name()));
+            info.push(crate::format_helpers::callback_repr(
+                cell.callback.name(),
+                Some(cell.location),
+            ));
         }
         if cell.debug {
             info.push(format!(

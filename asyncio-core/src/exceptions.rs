@@ -53,10 +53,19 @@ pub enum ErrorKind {
     GeneratorExit,
     /// `StopAsyncIteration`: an async generator is exhausted.
     StopAsyncIteration,
-    /// `BaseExceptionGroup`/`ExceptionGroup`: several errors at once (see [`Error::exceptions`]).
+    /// `ExceptionGroup`: several errors at once (see [`Error::exceptions`]).
     ExceptionGroup,
-    /// `KeyboardInterrupt`.
+    /// `BaseExceptionGroup`: a group holding at least one error that is not
+    /// an `Exception` (`KeyboardInterrupt`, `SystemExit`, `CancelledError`, …).
+    BaseExceptionGroup,
+    /// `KeyboardInterrupt`: escapes the loop (`run_forever`,
+    /// `run_until_complete`, `asyncio::run`) instead of going to the
+    /// exception handler.
     KeyboardInterrupt,
+    /// `SystemExit`: escapes the loop like `KeyboardInterrupt`.
+    SystemExit,
+    /// `RecursionError` (a `RuntimeError` in Python).
+    RecursionError,
     /// A Rust panic caught in a task or callback.
     Panic,
     /// Any other error: a user error wrapped by `?` or [`Error::new`].
@@ -83,10 +92,35 @@ impl ErrorKind {
             ErrorKind::GeneratorExit => "GeneratorExit",
             ErrorKind::StopAsyncIteration => "StopAsyncIteration",
             ErrorKind::ExceptionGroup => "ExceptionGroup",
+            ErrorKind::BaseExceptionGroup => "BaseExceptionGroup",
             ErrorKind::KeyboardInterrupt => "KeyboardInterrupt",
+            ErrorKind::SystemExit => "SystemExit",
+            ErrorKind::RecursionError => "RecursionError",
             ErrorKind::Panic => "Panic",
             ErrorKind::Exception => "Exception",
         }
+    }
+}
+
+impl ErrorKind {
+    /// `true` for the kinds that are not `Exception`s in Python but
+    /// `BaseException`s: `CancelledError`, `KeyboardInterrupt`,
+    /// `SystemExit`, `GeneratorExit`, `BaseExceptionGroup`.
+    pub fn is_base_exception(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::CancelledError
+                | ErrorKind::KeyboardInterrupt
+                | ErrorKind::SystemExit
+                | ErrorKind::GeneratorExit
+                | ErrorKind::BaseExceptionGroup
+        )
+    }
+
+    /// `true` for `KeyboardInterrupt` and `SystemExit`, which the loop lets
+    /// escape (CPython re-raises them wherever it catches `BaseException`).
+    pub fn is_exit(self) -> bool {
+        matches!(self, ErrorKind::KeyboardInterrupt | ErrorKind::SystemExit)
     }
 }
 
@@ -128,6 +162,12 @@ struct Inner {
     group: Vec<Error>,
     /// An `OSError` subclass with its own errno space (`socket.gaierror`).
     os_detail: Option<(&'static str, i32)>,
+    /// The class name of a user error wrapped by [`Error::custom`].
+    custom_name: Option<&'static str>,
+    /// `__cause__` (`raise … from cause`).
+    cause: Option<Error>,
+    /// `__context__`: the error being handled when this one was raised.
+    context: Option<Error>,
 }
 
 #[derive(Clone)]
@@ -150,8 +190,62 @@ impl Error {
                 source,
                 group,
                 os_detail: None,
+                custom_name: None,
+                cause: None,
+                context: None,
             }),
         }
+    }
+
+    fn rebuild(&self, change: impl FnOnce(&mut Inner)) -> Error {
+        let inner = &self.inner;
+        let mut copy = Inner {
+            kind: inner.kind,
+            message: inner.message.clone(),
+            source: inner.source.clone(),
+            group: inner.group.clone(),
+            os_detail: inner.os_detail,
+            custom_name: inner.custom_name,
+            cause: inner.cause.clone(),
+            context: inner.context.clone(),
+        };
+        change(&mut copy);
+        Error {
+            inner: Arc::new(copy),
+        }
+    }
+
+    /// This error with `cause` as its `__cause__` (`raise self from cause`);
+    /// the cause is also its `__context__`, as when raised in an `except`
+    /// block. [`source`](StdError::source) walks the chain.
+    ///
+    /// ```
+    /// use asyncio_core::Error;
+    /// let e = Error::timeout().with_cause(Error::cancelled(None));
+    /// assert!(e.cause().unwrap().is_cancelled());
+    /// assert!(std::error::Error::source(&e).is_some());
+    /// ```
+    pub fn with_cause(self, cause: Error) -> Error {
+        self.rebuild(|i| {
+            i.context = Some(cause.clone());
+            i.cause = Some(cause);
+        })
+    }
+
+    /// This error with `context` as its `__context__` (the error that was
+    /// being handled when this one was raised).
+    pub fn with_context(self, context: Error) -> Error {
+        self.rebuild(|i| i.context = Some(context))
+    }
+
+    /// `__cause__`: the error this one was raised from.
+    pub fn cause(&self) -> Option<&Error> {
+        self.inner.cause.as_ref()
+    }
+
+    /// `__context__`: the error being handled when this one was raised.
+    pub fn context(&self) -> Option<&Error> {
+        self.inner.context.as_ref()
     }
 
     /// An error of `kind` with `message`.
@@ -164,7 +258,9 @@ impl Error {
         Error::build(kind, None, None, Vec::new())
     }
 
-    /// Wraps any error as an [`ErrorKind::Exception`] (or `OSError` for `io::Error`).
+    /// Wraps any error as an [`ErrorKind::Exception`] (or `OSError` for
+    /// `io::Error`). Reports name it by its type, as Python's
+    /// `type(e).__name__`: `Error::custom(MyError)` prints as `MyError: …`.
     pub fn custom<E>(error: E) -> Error
     where
         E: StdError + Send + Sync + 'static,
@@ -187,6 +283,7 @@ impl Error {
             Some(Source::Other(Arc::new(error))),
             Vec::new(),
         )
+        .rebuild(|i| i.custom_name = Some(short_type_name::<E>()))
     }
 
     /// `CancelledError(msg)`; `None` gives `CancelledError()`.
@@ -238,24 +335,27 @@ impl Error {
     /// `socket.gaierror(code, message)`: an `OSError` with a `getaddrinfo()`
     /// error code (`EAI_*`, negative on Linux) as its errno.
     pub fn gaierror(code: i32, message: impl Into<Cow<'static, str>>) -> Error {
-        Error {
-            inner: Arc::new(Inner {
-                kind: ErrorKind::OSError,
-                message: Some(message.into()),
-                source: None,
-                group: Vec::new(),
-                os_detail: Some(("gaierror", code)),
-            }),
-        }
+        Error::build(ErrorKind::OSError, Some(message.into()), None, Vec::new())
+            .rebuild(|i| i.os_detail = Some(("gaierror", code)))
     }
 
-    /// An exception group (`BaseExceptionGroup(message, errors)`).
+    /// An exception group (`BaseExceptionGroup(message, errors)`): an
+    /// `ExceptionGroup` when every error is an `Exception`, else a
+    /// `BaseExceptionGroup`, as Python's constructor decides.
     pub fn group(message: impl Into<Cow<'static, str>>, errors: Vec<Error>) -> Error {
-        Error::build(
-            ErrorKind::ExceptionGroup,
-            Some(message.into()),
-            None,
-            errors,
+        let kind = if errors.iter().any(|e| e.kind().is_base_exception()) {
+            ErrorKind::BaseExceptionGroup
+        } else {
+            ErrorKind::ExceptionGroup
+        };
+        Error::build(kind, Some(message.into()), None, errors)
+    }
+
+    /// `true` for `ExceptionGroup` and `BaseExceptionGroup`.
+    pub fn is_group(&self) -> bool {
+        matches!(
+            self.inner.kind,
+            ErrorKind::ExceptionGroup | ErrorKind::BaseExceptionGroup
         )
     }
 
@@ -290,6 +390,9 @@ impl Error {
     /// (`ConnectionRefusedError`, `FileNotFoundError`, …) as CPython does.
     pub fn python_name(&self) -> &'static str {
         if let Some((name, _)) = self.inner.os_detail {
+            return name;
+        }
+        if let Some(name) = self.inner.custom_name {
             return name;
         }
         if self.inner.kind == ErrorKind::OSError {
@@ -406,7 +509,7 @@ impl fmt::Display for Error {
                 }
             }
         }
-        if self.inner.kind == ErrorKind::ExceptionGroup {
+        if self.is_group() {
             let n = self.inner.group.len();
             return write!(
                 f,
@@ -445,7 +548,7 @@ impl fmt::Debug for Error {
                 }
             }
         }
-        if self.inner.kind == ErrorKind::ExceptionGroup {
+        if self.is_group() {
             write!(f, "{name}({}, [", py_str_repr(self.message()))?;
             for (i, e) in self.inner.group.iter().enumerate() {
                 if i > 0 {
@@ -489,13 +592,29 @@ pub(crate) fn py_str_repr(s: &str) -> String {
 }
 
 impl StdError for Error {
+    /// The wrapped error (`io::Error`, a user error), else `__cause__`,
+    /// else `__context__`.
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         match &self.inner.source {
             Some(Source::Io(e)) => Some(&**e),
             Some(Source::Other(e)) => Some(&**e),
-            None => None,
+            None => self
+                .inner
+                .cause
+                .as_ref()
+                .or(self.inner.context.as_ref())
+                .map(|e| e as &(dyn StdError + 'static)),
         }
     }
+}
+
+/// A type's name without its path and generic arguments
+/// (`my_crate::net::ParseError<u8>` → `ParseError`), as Python's
+/// `type(e).__name__`.
+pub(crate) fn short_type_name<T: ?Sized>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    let base = full.split('<').next().unwrap_or(full);
+    base.rsplit("::").next().unwrap_or(base)
 }
 
 impl From<io::Error> for Error {

@@ -37,6 +37,11 @@ impl FutState {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct CallbackId(u64);
 
+impl CallbackId {
+    /// The id of a callback that was never registered (removing it removes nothing).
+    pub(crate) const NONE: CallbackId = CallbackId(0);
+}
+
 type DoneCallback<T> = Box<dyn FnOnce(&Future<T>)>;
 
 struct DoneEntry<T: 'static> {
@@ -350,7 +355,7 @@ impl<T: 'static> FutureCore<T> {
         let names: Vec<String> = waiters
             .iter()
             .map(|w| match w {
-                Waiter::Done(d) => format!("{}()", d.name),
+                Waiter::Done(d) => crate::format_helpers::callback_repr(d.name, None),
                 Waiter::Notify(..) => "<callback>()".to_owned(),
                 Waiter::Wake(_) => "Task.task_wakeup()".to_owned(),
             })
@@ -368,14 +373,36 @@ impl<T: 'static> FutureCore<T> {
         Some(format!("cb=[{shown}]"))
     }
 
-    /// Python's `_future_repr_info`, without the result value (Rust values
-    /// have no generic `repr`).
+    /// Python's `_future_repr_info`, without the result value (a Rust
+    /// value has a `repr` only when it is `Debug`: see [`Self::result_repr`]).
     pub(crate) fn repr_info(&self) -> Vec<String> {
+        self.repr_info_with(None)
+    }
+
+    /// `result=…` for a finished future, as `reprlib.repr` shortens it.
+    pub(crate) fn result_repr(&self) -> Option<String>
+    where
+        T: fmt::Debug,
+    {
+        if self.state.get() != FutState::Finished {
+            return None;
+        }
+        match &*self.result.try_borrow().ok()? {
+            Some(Ok(value)) => Some(crate::format_helpers::reprlib_repr(&format!("{value:?}"))),
+            _ => None,
+        }
+    }
+
+    /// `_future_repr_info` with the `result=` entry given.
+    pub(crate) fn repr_info_with(&self, result: Option<String>) -> Vec<String> {
         let mut info = vec![self.state.get().lower().to_owned()];
         if self.state.get() == FutState::Finished {
             if let Some(Err(e)) = &*self.result.borrow() {
                 info.push(format!("exception={e:?}"));
             }
+        }
+        if let Some(r) = result {
+            info.push(format!("result={r}"));
         }
         if let Some(cb) = self.callbacks_repr() {
             info.push(cb);
@@ -447,7 +474,7 @@ impl<T: 'static> FutureCell<T, dyn CellExt> {
         }
     }
 
-    fn add_done_callback_named(
+    pub(crate) fn add_done_callback_named(
         self: &Rc<Self>,
         name: &'static str,
         callback: DoneCallback<T>,
@@ -772,9 +799,7 @@ impl<T: 'static> Future<T> {
 
     /// The loop the future is attached to.
     pub fn get_loop(&self) -> EventLoop {
-        EventLoop {
-            inner: self.cell.core.loop_.clone(),
-        }
+        EventLoop::from_inner(self.cell.core.loop_.clone())
     }
 
     /// A future that waits for this one and moves its result out
@@ -810,9 +835,24 @@ impl<T: 'static> Future<T> {
     }
 }
 
-impl<T: 'static> fmt::Debug for Future<T> {
+/// Python's `repr(fut)`: `<Future finished result=4>`, `<Future pending>`,
+/// `<Future finished exception=ValueError('x')>`. The result is shown
+/// through its `Debug`, shortened as `reprlib.repr` does.
+impl<T: fmt::Debug + 'static> fmt::Debug for Future<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.cell.repr_string())
+        let result = self.cell.core.result_repr();
+        let info = match self.cell.ext.task() {
+            Some(task) => format!(
+                "<Task {}>",
+                task.repr_info_with(&self.cell.core, self.cell.ext.coro_name(), result)
+                    .join(" ")
+            ),
+            None => format!(
+                "<Future {}>",
+                self.cell.core.repr_info_with(result).join(" ")
+            ),
+        };
+        f.write_str(&info)
     }
 }
 

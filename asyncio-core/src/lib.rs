@@ -17,6 +17,7 @@ pub mod exceptions;
 pub mod executor;
 pub mod format_helpers;
 pub mod futures;
+pub mod log;
 pub mod protocols;
 pub mod slots;
 pub mod socket;
@@ -46,8 +47,8 @@ pub use taskgroups::TaskGroup;
 pub use tasks::{
     all_tasks, all_tasks_of, as_completed, cancellable, create_task, create_task_named,
     current_task, current_task_of, eager_task_factory, gather, run_coroutine_threadsafe, shield,
-    sleep, sleep_with, wait, AnyTask, AsCompleted, Cancellable, ConcurrentFuture, GatheringFuture,
-    GatheringFutureAll, ReturnWhen, Sleep, Task, TaskFactory, TaskInit, Wait,
+    sleep, sleep_with, wait, wrap_future, AnyTask, AsCompleted, Cancellable, ConcurrentFuture,
+    GatheringFuture, GatheringFutureAll, ReturnWhen, Sleep, Task, TaskFactory, TaskInit, Wait,
 };
 pub use timeouts::{timeout, timeout_at, wait_for, Timeout, TimeoutArg};
 pub use transports::Address;

@@ -275,6 +275,56 @@ fn unpack(data: usize) -> (LoopTag, SlotKey) {
     ((data >> key_bits) as LoopTag, data & ((1 << key_bits) - 1))
 }
 
+// ===== the loops of this thread =====
+
+thread_local! {
+    /// The open loops made on this thread, by id, with their tags. A wake or
+    /// `call_soon_threadsafe` on a loop's own thread goes straight onto its
+    /// ready queue, in FIFO order with `call_soon`, even when the loop is
+    /// not running (CPython schedules both with `call_soon`).
+    static THREAD_LOOPS: std::cell::RefCell<Vec<(u64, LoopTag, std::rc::Weak<LoopInner>)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Records a loop made on this thread.
+pub(crate) fn register_thread_loop(id: u64, tag: LoopTag, inner: std::rc::Weak<LoopInner>) {
+    let _ = THREAD_LOOPS.try_with(|l| l.borrow_mut().push((id, tag, inner)));
+}
+
+/// Forgets a loop of this thread (at close or drop). Idempotent.
+pub(crate) fn unregister_thread_loop(id: u64) {
+    let _ = THREAD_LOOPS.try_with(|l| {
+        if let Ok(mut loops) = l.try_borrow_mut() {
+            loops.retain(|(i, ..)| *i != id);
+        }
+    });
+}
+
+/// The open loop of this thread with `id`, if any.
+pub(crate) fn thread_loop_by_id(id: u64) -> Option<Rc<LoopInner>> {
+    THREAD_LOOPS
+        .try_with(|l| {
+            l.borrow()
+                .iter()
+                .find(|(i, ..)| *i == id)
+                .and_then(|(.., w)| w.upgrade())
+        })
+        .ok()
+        .flatten()
+}
+
+fn thread_loop_by_tag(tag: LoopTag) -> Option<Rc<LoopInner>> {
+    THREAD_LOOPS
+        .try_with(|l| {
+            l.borrow()
+                .iter()
+                .find(|(_, t, _)| *t == tag)
+                .and_then(|(.., w)| w.upgrade())
+        })
+        .ok()
+        .flatten()
+}
+
 /// Schedules the object at `key` of the loop tagged `tag`.
 pub(crate) fn schedule(tag: LoopTag, key: SlotKey) {
     let local = with_running_loop(|running| match running {
@@ -284,10 +334,19 @@ pub(crate) fn schedule(tag: LoopTag, key: SlotKey) {
         }
         _ => false,
     });
-    if !local {
-        if let Some(shared) = lookup_loop(tag) {
-            shared.inject_wake(key);
+    if local {
+        return;
+    }
+    // The loop's own thread, while it is not running (or another loop
+    // runs): still straight onto its ready queue.
+    if tag != UNREGISTERED {
+        if let Some(inner) = thread_loop_by_tag(tag) {
+            inner.schedule_slot(key);
+            return;
         }
+    }
+    if let Some(shared) = lookup_loop(tag) {
+        shared.inject_wake(key);
     }
 }
 

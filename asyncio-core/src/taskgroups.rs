@@ -8,7 +8,7 @@ use std::rc::Rc;
 use crate::base_events::EventLoop;
 use crate::events::get_running_loop;
 use crate::exception_context::{ContextValue, ExceptionContext};
-use crate::exceptions::{Error, ErrorKind, Result};
+use crate::exceptions::{Error, Result};
 use crate::tasks::{current_task_of, AnyTask, Task};
 use crate::Future;
 
@@ -74,7 +74,7 @@ impl Default for TaskGroup {
 }
 
 fn is_base_error(e: &Error) -> bool {
-    e.kind() == ErrorKind::KeyboardInterrupt
+    e.kind().is_exit()
 }
 
 impl TaskGroup {

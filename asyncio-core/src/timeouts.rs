@@ -210,7 +210,8 @@ impl Timeout {
                 if uncancelled <= self.inner.cancelling.get() {
                     if let Err(e) = &outcome {
                         if e.is_cancelled() {
-                            return Err(Error::timeout());
+                            // `raise TimeoutError from exc_val`.
+                            return Err(Error::timeout().with_cause(e.clone()));
                         }
                     }
                 }
@@ -318,7 +319,7 @@ where
         }
         cancel_and_wait(&fut).await?;
         return match A::extract(&fut, owned) {
-            Err(e) if e.is_cancelled() => Err(Error::timeout()),
+            Err(e) if e.is_cancelled() => Err(Error::timeout().with_cause(e)),
             other => other,
         };
     }

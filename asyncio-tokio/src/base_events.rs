@@ -28,24 +28,39 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use crate::dns::ensure_resolved;
 use crate::selector_events::{ReadBuffer, SocketInfo, SocketTransport, Stream};
 
-/// How long accepting pauses after running out of descriptors
-/// (CPython's `constants.ACCEPT_RETRY_DELAY`).
+/// How long accepting pauses after running out of descriptors, or after
+/// any error but a pending connection's own (CPython's
+/// `constants.ACCEPT_RETRY_DELAY`).
 const ACCEPT_RETRY_DELAY: f64 = 1.0;
+
+/// Errors `accept(2)` returns on Linux for the pending connection only
+/// (its man page: "pass these errors through"): the listener is fine.
+const PER_CONNECTION_ERRORS: [i32; 9] = [
+    libc::ENETDOWN,
+    libc::EPROTO,
+    libc::ENOPROTOOPT,
+    libc::EHOSTDOWN,
+    libc::ENONET,
+    libc::EHOSTUNREACH,
+    libc::EOPNOTSUPP,
+    libc::ENETUNREACH,
+    libc::EPERM,
+];
 
 /// The loop implementation's shared parts a transport needs.
 pub(crate) fn read_buffer_of(loop_: &EventLoop) -> Result<ReadBuffer> {
-    loop_
+    let implementation = loop_
         .implementation::<crate::TokioEventLoop>()
-        .map(|t| t.read_buffer())
-        .ok_or_else(|| Error::runtime("not a TokioEventLoop"))
+        .ok_or_else(|| Error::runtime("not a TokioEventLoop"))?;
+    implementation
+        .read_buffer()
+        .ok_or_else(|| Error::runtime("Event loop is closed"))
 }
 
-/// Runs `f` inside the loop's Tokio runtime, so that sockets made there
-/// register with its reactor even when the loop is not running.
+/// Runs `f` inside the loop's own Tokio runtime, so that sockets made there
+/// register with its reactor — whatever loop is running at the time (a
+/// server of loop B started from a task of loop A must accept on B).
 pub(crate) fn in_runtime<R>(loop_: &EventLoop, f: impl FnOnce() -> R) -> R {
-    if tokio::runtime::Handle::try_current().is_ok() {
-        return f();
-    }
     let handle = loop_
         .implementation::<crate::TokioEventLoop>()
         .and_then(|t| t.runtime_handle());
@@ -56,6 +71,18 @@ pub(crate) fn in_runtime<R>(loop_: &EventLoop, f: impl FnOnce() -> R) -> R {
         }
         None => f(),
     }
+}
+
+/// The address of a Unix socket path. A NUL byte inside a file path is
+/// `ValueError("embedded null byte")`, as Python's path functions say (the
+/// C calls would silently use the part before it); a Linux abstract name
+/// (a leading NUL) may contain any byte.
+pub(crate) fn unix_sockaddr(path: &std::path::Path) -> Result<SockAddr> {
+    let bytes = path.as_os_str().as_encoded_bytes();
+    if bytes.first() != Some(&0) && bytes.contains(&0) {
+        return Err(Error::value("embedded null byte"));
+    }
+    SockAddr::unix(path).map_err(Error::from)
 }
 
 /// Python's `repr()` of a socket, for error messages.
@@ -235,11 +262,12 @@ fn interleave_addrinfos(infos: Vec<AddrInfo>, first_family_count: usize) -> Vec<
 /// CPython's `_connect_sock`: create, bind and connect one socket; its
 /// errors are appended to `errors`.
 async fn connect_sock(
+    loop_: EventLoop,
     info: AddrInfo,
     local: Option<Vec<AddrInfo>>,
     errors: Rc<RefCell<Vec<Error>>>,
 ) -> Result<TcpStream> {
-    let outcome = connect_sock_inner(&info, local.as_deref(), &errors).await;
+    let outcome = connect_sock_inner(&loop_, &info, local.as_deref(), &errors).await;
     if let Err(e) = &outcome {
         if e.kind() == ErrorKind::OSError {
             errors.borrow_mut().push(e.clone());
@@ -249,6 +277,7 @@ async fn connect_sock(
 }
 
 async fn connect_sock_inner(
+    loop_: &EventLoop,
     info: &AddrInfo,
     local: Option<&[AddrInfo]>,
     errors: &Rc<RefCell<Vec<Error>>>,
@@ -311,7 +340,7 @@ async fn connect_sock_inner(
         Err(e) => return Err(Error::from(e)),
     };
     let std: std::net::TcpStream = OwnedFd::from(sock).into();
-    let stream = TcpStream::from_std(std).map_err(Error::from)?;
+    let stream = in_runtime(loop_, || TcpStream::from_std(std)).map_err(Error::from)?;
     if in_progress {
         let failed = |e: io::Error| {
             os_error(
@@ -340,7 +369,7 @@ async fn connect_any(
 ) -> Result<Option<TcpStream>> {
     let Some(delay) = delay else {
         for info in infos {
-            match connect_sock(info, local.clone(), errors.clone()).await {
+            match connect_sock(loop_.non_owning(), info, local.clone(), errors.clone()).await {
                 Ok(s) => return Ok(Some(s)),
                 // Already in `errors`; try the next address.
                 Err(e) if e.kind() == ErrorKind::OSError => {}
@@ -363,8 +392,9 @@ async fn connect_any(
         if let Some(info) = infos.next() {
             let local = local.clone();
             let errors = errors.clone();
+            let owner = loop_.non_owning();
             pending.push(loop_.create_task(async move {
-                let s = connect_sock(info, local, errors).await?;
+                let s = connect_sock(owner, info, local, errors).await?;
                 Ok(Rc::new(RefCell::new(Some(s))))
             })?);
         } else if pending.is_empty() {
@@ -542,7 +572,7 @@ impl AcceptLoop {
         let info = SocketInfo::of(&sock);
         let registration = loop_.new_registration()?;
         let acceptor = Rc::new(AcceptLoop {
-            loop_: loop_.clone(),
+            loop_: loop_.non_owning(),
             registration,
             socket: RefCell::new(Some(Listening::Bound(sock))),
             factory,
@@ -614,30 +644,35 @@ impl Schedulable for AcceptLoop {
                         self.registration.schedule();
                         return;
                     }
-                    if [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM].contains(&errno) {
-                        let mut ctx =
-                            ExceptionContext::new("socket.accept() out of system resource");
-                        ctx.exception = Some(Error::from(e));
-                        ctx.set(
-                            "socket",
-                            ContextValue::Text(format!("{:?}", self.socket_value())),
-                        );
-                        self.loop_.call_exception_handler(ctx);
-                        let me = Rc::downgrade(&self);
-                        let _ = self.loop_.call_later(ACCEPT_RETRY_DELAY, move || {
-                            if let Some(me) = me.upgrade() {
-                                me.registration.schedule();
-                            }
-                        });
+                    if PER_CONNECTION_ERRORS.contains(&errno) {
+                        // Linux reports the pending connection's network
+                        // error through accept(): try the next one.
+                        self.registration.schedule();
                         return;
                     }
-                    let mut ctx = ExceptionContext::new(
-                        "Exception in callback BaseSelectorEventLoop._accept_connection()",
-                    );
+                    let message = if [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM]
+                        .contains(&errno)
+                    {
+                        "socket.accept() out of system resource"
+                    } else {
+                        "Exception in callback BaseSelectorEventLoop._accept_connection()"
+                    };
+                    let mut ctx = ExceptionContext::new(message);
                     ctx.exception = Some(Error::from(e));
+                    ctx.set(
+                        "socket",
+                        ContextValue::Text(format!("{:?}", self.socket_value())),
+                    );
                     self.loop_.call_exception_handler(ctx);
-                    // Keep accepting: the error belonged to one connection.
-                    self.registration.schedule();
+                    // CPython's `ACCEPT_RETRY_DELAY`: an error that would
+                    // repeat at once (no descriptors left, a broken
+                    // listener) must not spin the loop.
+                    let me = Rc::downgrade(&self);
+                    let _ = self.loop_.call_later(ACCEPT_RETRY_DELAY, move || {
+                        if let Some(me) = me.upgrade() {
+                            me.registration.schedule();
+                        }
+                    });
                     return;
                 }
             }
@@ -646,7 +681,21 @@ impl Schedulable for AcceptLoop {
         self.registration.schedule();
     }
 
+    /// The loop closed (or was dropped) with the server open: the listening
+    /// socket is closed, with the `ResourceWarning` CPython's socket gives
+    /// (shown in debug mode).
     fn abandon(self: Rc<Self>) {
+        let open = self
+            .socket
+            .try_borrow()
+            .map(|s| s.is_some())
+            .unwrap_or(false);
+        if open && self.loop_.get_debug() {
+            asyncio_core::log::warning(format_args!(
+                "ResourceWarning: unclosed {}",
+                socket_repr(&self.info)
+            ));
+        }
         ListenerHandle(self).stop_serving();
     }
 }
@@ -694,12 +743,11 @@ impl Listener for ListenerHandle {
                 }
             });
             if let Err(e) = removed.filter_not_found() {
-                tracing::error!(
-                    target: "asyncio",
+                asyncio_core::log::error(format_args!(
                     "Unable to clean up listening UNIX socket '{}': {}",
                     path.display(),
                     os_error_repr(&e)
-                );
+                ));
             }
         }
     }
@@ -868,9 +916,28 @@ pub(crate) async fn create_unix_connection(
         }
         (None, None) => return Err(Error::value("no path and sock were specified")),
         (Some(path), None) => {
-            let s = asyncio_core::cancellable(UnixStream::connect(&path))
-                .await?
-                .map_err(Error::from)?;
+            let addr = unix_sockaddr(&path)?;
+            let sock = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(Error::from)?;
+            sock.set_nonblocking(true).map_err(Error::from)?;
+            let waiting = match sock.connect(&addr) {
+                Ok(()) => false,
+                // A full listen queue: wait until the socket is writable,
+                // as CPython's `sock_connect` does.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EINPROGRESS)) => {
+                    true
+                }
+                Err(e) => return Err(Error::from(e)),
+            };
+            let std: std::os::unix::net::UnixStream = OwnedFd::from(sock).into();
+            let s = in_runtime(&loop_, || UnixStream::from_std(std)).map_err(Error::from)?;
+            if waiting {
+                asyncio_core::cancellable(s.writable())
+                    .await?
+                    .map_err(Error::from)?;
+                if let Some(e) = s.take_error().map_err(Error::from)? {
+                    return Err(Error::from(e));
+                }
+            }
             Stream::Unix(s)
         }
         (None, Some(fd)) => {
@@ -906,6 +973,8 @@ pub(crate) async fn create_unix_server(
             ))
         }
         (Some(path), None) => {
+            // Refused before the stale-file check can touch a truncated path.
+            unix_sockaddr(&path)?;
             let sock = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(Error::from)?;
             let is_abstract = path.as_os_str().as_encoded_bytes().first() == Some(&0);
             if !is_abstract {
@@ -919,15 +988,14 @@ pub(crate) async fn create_unix_server(
                     }
                 });
                 if let Err(e) = removed.filter_not_found() {
-                    tracing::error!(
-                        target: "asyncio",
+                    asyncio_core::log::error(format_args!(
                         "Unable to check or remove stale UNIX socket '{}': {}",
                         path.display(),
                         os_error_repr(&e)
-                    );
+                    ));
                 }
             }
-            let addr = SockAddr::unix(&path).map_err(Error::from)?;
+            let addr = unix_sockaddr(&path)?;
             if let Err(e) = sock.bind(&addr) {
                 if e.raw_os_error() == Some(libc::EADDRINUSE) {
                     let msg = format!(

@@ -23,8 +23,26 @@ fn lookup_error(e: dns_lookup::LookupError) -> Error {
     Error::gaierror(code, text)
 }
 
+/// Refuses what C's `getaddrinfo(3)` cannot be given: a host or service
+/// with a NUL byte (CPython: `ValueError('embedded null character')`), and
+/// neither host nor service (`socket.gaierror(-2, 'Name or service not
+/// known')`, which glibc returns and CPython passes on).
+pub(crate) fn check_query(host: Option<&str>, port: Option<&str>) -> Result<()> {
+    if host.is_some_and(|h| h.contains('\0')) || port.is_some_and(|p| p.contains('\0')) {
+        return Err(Error::value("embedded null character"));
+    }
+    if host.is_none() && port.is_none() {
+        return Err(Error::gaierror(
+            libc::EAI_NONAME,
+            "Name or service not known",
+        ));
+    }
+    Ok(())
+}
+
 /// The blocking `getaddrinfo(3)` call, with Python's result shape.
 pub(crate) fn getaddrinfo_blocking(query: &AddrInfoQuery) -> Result<Vec<AddrInfo>> {
+    check_query(query.host.as_deref(), query.port.as_deref())?;
     let hints = dns_lookup::AddrInfoHints {
         flags: query.flags,
         address: query.family,
@@ -84,6 +102,9 @@ pub(crate) fn getaddrinfo(
     loop_: &EventLoop,
     query: AddrInfoQuery,
 ) -> LocalBoxFuture<'static, Result<Vec<AddrInfo>>> {
+    if let Err(e) = check_query(query.host.as_deref(), query.port.as_deref()) {
+        return Box::pin(async move { Err(e) });
+    }
     let started = loop_.run_in_executor(None, move || getaddrinfo_blocking(&query));
     Box::pin(async move { started?.take().await? })
 }
@@ -112,6 +133,9 @@ pub(crate) async fn ensure_resolved(
     flags: i32,
 ) -> Result<Vec<AddrInfo>> {
     if let Some(h) = host {
+        if h.contains('\0') {
+            return Err(Error::value("embedded null character"));
+        }
         if let Some(infos) = numeric_addrinfo(h, port.unwrap_or(0), family, type_, proto) {
             return Ok(infos);
         }

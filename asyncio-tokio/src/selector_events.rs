@@ -241,7 +241,7 @@ impl SocketTransport {
         let is_buffered = protocol.is_buffered();
         let transport = Rc::new_cyclic(|this| SocketTransport {
             this: this.clone(),
-            loop_: loop_.clone(),
+            loop_: loop_.non_owning(),
             registration,
             read_buffer,
             state: RefCell::new(State {
@@ -826,7 +826,20 @@ impl Schedulable for SocketTransport {
         self.write_ready();
     }
 
+    /// The loop closed (or was dropped) with the transport open: CPython's
+    /// `_SelectorTransport.__del__` (a `ResourceWarning`, shown in debug
+    /// mode, and the socket closed).
     fn abandon(self: Rc<Self>) {
+        let open = self
+            .state
+            .try_borrow()
+            .map(|st| st.stream.is_some())
+            .unwrap_or(false);
+        if open && self.loop_.get_debug() {
+            asyncio_core::log::warning(format_args!(
+                "ResourceWarning: unclosed transport {self:?}"
+            ));
+        }
         self.release();
     }
 }
@@ -935,7 +948,7 @@ impl WriteTransport for SocketTransport {
         }
         if st.conn_lost > 0 {
             if st.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES {
-                tracing::warn!(target: "asyncio", "socket.send() raised exception.");
+                asyncio_core::log::warning(format_args!("socket.send() raised exception."));
             }
             st.conn_lost += 1;
             return Ok(());
@@ -993,7 +1006,7 @@ impl WriteTransport for SocketTransport {
             }
             if st.conn_lost > 0 {
                 if st.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES {
-                    tracing::warn!(target: "asyncio", "socket.send() raised exception.");
+                    asyncio_core::log::warning(format_args!("socket.send() raised exception."));
                 }
                 st.conn_lost += 1;
                 return Ok(());
@@ -1035,6 +1048,11 @@ impl WriteTransport for SocketTransport {
 
 impl Transport for SocketTransport {
     fn set_protocol(&self, protocol: StreamProtocolRef) {
+        if self.state.borrow().stream.is_none() {
+            // The connection is gone (CPython has dropped its protocol too):
+            // keeping this one would only make a transport↔protocol cycle.
+            return;
+        }
         self.is_buffered.set(protocol.is_buffered());
         let old = self.protocol.borrow_mut().replace(protocol);
         drop(old);

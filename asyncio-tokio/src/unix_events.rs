@@ -54,11 +54,14 @@ impl TokioEventLoop {
 
     /// The loop's read buffer (256 KiB, made on first use), lent to every
     /// transport's `data_received`.
-    pub(crate) fn read_buffer(&self) -> ReadBuffer {
-        self.read_buffer
-            .borrow_mut()
-            .get_or_insert_with(new_read_buffer)
-            .clone()
+    pub(crate) fn read_buffer(&self) -> Option<ReadBuffer> {
+        self.runtime.borrow().as_ref()?;
+        Some(
+            self.read_buffer
+                .borrow_mut()
+                .get_or_insert_with(new_read_buffer)
+                .clone(),
+        )
     }
 
     /// A handle to the loop's Tokio runtime, e.g. to spawn Tokio tasks from
@@ -130,6 +133,10 @@ impl AbstractEventLoop for TokioEventLoop {
         drop(timer);
         let runtime = self.runtime.borrow_mut().take();
         shut_down(runtime);
+        // The 256 KiB read buffer goes with the loop, even if something
+        // still holds the loop itself.
+        let buffer = self.read_buffer.borrow_mut().take();
+        drop(buffer);
     }
 
     fn name(&self) -> &'static str {
@@ -170,7 +177,7 @@ impl AbstractNetwork for TokioEventLoop {
         options: ConnectionOptions,
     ) -> LocalBoxFuture<'static, Result<Rc<dyn Transport>>> {
         Box::pin(base_events::create_connection(
-            loop_.clone(),
+            loop_.non_owning(),
             factory,
             options,
         ))
@@ -182,7 +189,11 @@ impl AbstractNetwork for TokioEventLoop {
         factory: ServerProtocolFactory,
         options: ServerOptions,
     ) -> LocalBoxFuture<'static, Result<Server>> {
-        Box::pin(base_events::create_server(loop_.clone(), factory, options))
+        Box::pin(base_events::create_server(
+            loop_.non_owning(),
+            factory,
+            options,
+        ))
     }
 
     fn create_unix_connection(
@@ -192,7 +203,7 @@ impl AbstractNetwork for TokioEventLoop {
         options: UnixConnectionOptions,
     ) -> LocalBoxFuture<'static, Result<Rc<dyn Transport>>> {
         Box::pin(base_events::create_unix_connection(
-            loop_.clone(),
+            loop_.non_owning(),
             factory,
             options,
         ))
@@ -205,7 +216,7 @@ impl AbstractNetwork for TokioEventLoop {
         options: UnixServerOptions,
     ) -> LocalBoxFuture<'static, Result<Server>> {
         Box::pin(base_events::create_unix_server(
-            loop_.clone(),
+            loop_.non_owning(),
             factory,
             options,
         ))
@@ -218,7 +229,7 @@ impl AbstractNetwork for TokioEventLoop {
         sock: OwnedFd,
     ) -> LocalBoxFuture<'static, Result<Rc<dyn Transport>>> {
         Box::pin(base_events::connect_accepted_socket(
-            loop_.clone(),
+            loop_.non_owning(),
             factory,
             sock,
         ))

@@ -51,6 +51,19 @@ const CLOCK_RESOLUTION: f64 = 1e-9;
 /// later than in CPython (which no program can rely on: readiness arrives
 /// asynchronously anyway).
 const ITERATIONS_PER_POLL: u32 = 61;
+/// How deeply `call_exception_handler` may nest (a handler reporting from
+/// inside itself) before it fails with `RecursionError`. CPython's limit is
+/// its recursion limit; this one keeps a thread's stack safe.
+pub const MAX_HANDLER_DEPTH: u32 = 32;
+
+/// Restores a nesting counter when a call returns (or unwinds).
+struct DepthGuard<'a>(&'a Cell<u32>);
+
+impl Drop for DepthGuard<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+}
 
 static NEXT_LOOP_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -74,6 +87,8 @@ enum Injected {
 /// The part of a loop other threads can reach.
 pub(crate) struct LoopShared {
     id: u64,
+    /// The thread the loop belongs to.
+    pub(crate) owner: std::thread::ThreadId,
     injected: Mutex<Vec<Injected>>,
     has_injected: AtomicBool,
     waker: AtomicWaker,
@@ -129,6 +144,14 @@ pub(crate) struct LoopInner {
     pub(crate) asyncgens_shutdown_called: Cell<bool>,
     backend: Box<dyn AbstractEventLoop>,
     this: std::rc::Weak<LoopInner>,
+    /// A `KeyboardInterrupt` or `SystemExit` raised by a callback or task:
+    /// it ends the current iteration and leaves `run_forever`, as the
+    /// exception propagates out of CPython's `_run_once`.
+    escaping: RefCell<Option<Error>>,
+    /// Nesting of `call_exception_handler` (a handler that reports again).
+    handler_depth: Cell<u32>,
+    /// The last owning handle was dropped while the loop ran.
+    close_when_stopped: Cell<bool>,
 }
 
 /// An asyncio event loop (Python's `asyncio.AbstractEventLoop` as users see it).
@@ -140,6 +163,22 @@ pub(crate) struct LoopInner {
 /// [`AbstractEventLoop`] (the Tokio one by default) for I/O.
 ///
 /// Other threads reach a loop through [`EventLoop::threadsafe`].
+///
+/// # Lifetime
+///
+/// A loop made by [`EventLoop::new`] (`asyncio::new_event_loop()`) lives as
+/// long as an *owning* handle to it: that one and its clones, including the
+/// ones kept by a policy (`set_event_loop`) or a `Runner`. Dropping the last
+/// owning handle of a loop that was not closed closes it, as CPython's
+/// `BaseEventLoop.__del__` does once the garbage collector finds the loop
+/// unreachable: pending tasks are reported (`"Task was destroyed but it is
+/// pending!"`), transports and servers closed, the runtime and its
+/// descriptors released, and in debug mode `ResourceWarning: unclosed event
+/// loop …` is logged. The handles the loop hands out itself —
+/// [`get_running_loop`](crate::get_running_loop), [`Future::get_loop`](crate::Future::get_loop),
+/// `Server::get_loop`, and those kept by its tasks, transports and servers —
+/// do not own it, so that a task holding its loop does not keep it open
+/// forever (a reference cycle that Python's garbage collector would break).
 ///
 /// ```
 /// use std::cell::RefCell;
@@ -161,6 +200,32 @@ pub(crate) struct LoopInner {
 #[derive(Clone)]
 pub struct EventLoop {
     pub(crate) inner: Rc<LoopInner>,
+    /// Present on owning handles (see "Lifetime" above).
+    owner: Option<Rc<LoopOwner>>,
+}
+
+/// Shared by the owning handles of a loop: the last one dropped closes it.
+struct LoopOwner {
+    inner: std::rc::Weak<LoopInner>,
+}
+
+impl Drop for LoopOwner {
+    fn drop(&mut self) {
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
+        if inner.closed.get() || std::thread::panicking() {
+            return;
+        }
+        if inner.running.get() {
+            // Dropped from inside the loop: close once it stops.
+            inner.close_when_stopped.set(true);
+            return;
+        }
+        let loop_ = EventLoop::from_inner(inner);
+        // Never unwind out of a destructor.
+        let _ = catch_unwind(AssertUnwindSafe(|| loop_.close_unowned()));
+    }
 }
 
 impl EventLoop {
@@ -171,13 +236,15 @@ impl EventLoop {
         let id = NEXT_LOOP_ID.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::new(LoopShared {
             id,
+            owner: std::thread::current().id(),
             injected: Mutex::new(Vec::new()),
             has_injected: AtomicBool::new(false),
             waker: AtomicWaker::new(),
             closed: AtomicBool::new(false),
         });
         let tag = crate::slots::register_loop(shared.clone());
-        EventLoop {
+        let mut loop_ = EventLoop {
+            owner: None,
             inner: Rc::new_cyclic(|this| LoopInner {
                 this: this.clone(),
                 id,
@@ -204,8 +271,43 @@ impl EventLoop {
                 asyncgens: RefCell::new(Default::default()),
                 asyncgens_shutdown_called: Cell::new(false),
                 backend: Box::new(implementation),
+                escaping: RefCell::new(None),
+                handler_depth: Cell::new(0),
+                close_when_stopped: Cell::new(false),
             }),
+        };
+        crate::slots::register_thread_loop(id, tag, Rc::downgrade(&loop_.inner));
+        loop_.owner = Some(Rc::new(LoopOwner {
+            inner: Rc::downgrade(&loop_.inner),
+        }));
+        loop_
+    }
+
+    /// A handle that does not own the loop (see "Lifetime" above); the
+    /// handles the loop gives out, and that its own objects keep, are these.
+    pub fn non_owning(&self) -> EventLoop {
+        EventLoop::from_inner(self.inner.clone())
+    }
+
+    /// `true` for a handle that keeps the loop open (see "Lifetime" above).
+    pub fn is_owning(&self) -> bool {
+        self.owner.is_some()
+    }
+
+    pub(crate) fn from_inner(inner: Rc<LoopInner>) -> EventLoop {
+        EventLoop { inner, owner: None }
+    }
+
+    /// The last owning handle went without `close()`: CPython's
+    /// `BaseEventLoop.__del__` (a `ResourceWarning`, shown in debug mode,
+    /// then `close()`).
+    fn close_unowned(&self) {
+        if self.get_debug() {
+            crate::log::warning(format_args!(
+                "ResourceWarning: unclosed event loop {self:?}"
+            ));
         }
+        let _ = self.close();
     }
 
     /// The implementation under this loop, if it is an `I`.
@@ -228,7 +330,7 @@ impl EventLoop {
         self.check_closed()?;
         self.check_running()?;
         let inner = &self.inner;
-        let previous = events::_set_running_loop(Some(self.clone()));
+        let previous = events::_set_running_loop(Some(self.non_owning()));
         inner.running.set(true);
         let result = inner
             .backend
@@ -238,7 +340,15 @@ impl EventLoop {
         inner.polling.set(false);
         *inner.driver_waker.borrow_mut() = None;
         events::_set_running_loop(previous);
-        result
+        let escaped = inner.escaping.borrow_mut().take();
+        if inner.close_when_stopped.get() {
+            self.close_unowned();
+        }
+        result?;
+        match escaped {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Runs the loop until `future` is done and returns its result.
@@ -283,7 +393,7 @@ impl EventLoop {
         let id = future.add_done_callback(|fut: &crate::futures::Future<T>| {
             if !fut.cancelled() {
                 if let Ok(Some(e)) = fut.exception() {
-                    if e.kind() == crate::ErrorKind::KeyboardInterrupt {
+                    if e.kind().is_exit() {
                         return;
                     }
                 }
@@ -357,6 +467,7 @@ impl EventLoop {
         }
         // Wakes of a closed loop have nowhere to go.
         crate::slots::unregister_loop(inner.tag);
+        crate::slots::unregister_thread_loop(inner.id);
         let ready = std::mem::take(&mut *inner.ready.borrow_mut());
         drop(ready);
         let timers = inner.scheduled.borrow_mut().take();
@@ -375,6 +486,16 @@ impl EventLoop {
             executor.shutdown(false);
         }
         inner.backend.close();
+        // What the user gave the loop may hold the loop (a handler or
+        // factory capturing one of its futures): a cycle that would keep
+        // it, its runtime and buffers alive. Reports made after this go to
+        // the default handler.
+        let handler = inner.exception_handler.borrow_mut().take();
+        drop(handler);
+        let factory = inner.task_factory.borrow_mut().take();
+        drop(factory);
+        let asyncgens = std::mem::take(&mut *inner.asyncgens.borrow_mut());
+        drop(asyncgens);
         Ok(())
     }
 
@@ -411,11 +532,10 @@ impl EventLoop {
                 Ok(())
             }
             Err(e) if e.is_timeout() => {
-                tracing::warn!(
-                    target: "asyncio",
+                crate::log::warning(format_args!(
                     "{}",
                     executor_join_timeout_warning(timeout.unwrap_or(0.0))
-                );
+                ));
                 Ok(())
             }
             Err(e) => Err(e),
@@ -598,13 +718,28 @@ impl EventLoop {
             }
         }
         let text = context.render();
-        tracing::error!(target: "asyncio", "{}", text);
+        crate::log::error(format_args!("{}", text));
     }
 
     /// Calls the current exception handler with `context`. A handler that
     /// panics is reported through the default handler with the message
-    /// `"Unhandled error in exception handler"`.
+    /// `"Unhandled error in exception handler"`. A handler that keeps
+    /// reporting from inside itself is stopped after
+    /// [`MAX_HANDLER_DEPTH`] nested calls with a `RecursionError`, reported
+    /// once the same way, as CPython reports the `RecursionError` such a
+    /// handler ends in.
     pub fn call_exception_handler(&self, context: ExceptionContext) {
+        let depth = self.inner.handler_depth.get();
+        if depth >= MAX_HANDLER_DEPTH {
+            let error = Error::new(
+                crate::ErrorKind::RecursionError,
+                "maximum recursion depth exceeded while calling the exception handler",
+            );
+            self.report_handler_failure(error, &context);
+            return;
+        }
+        self.inner.handler_depth.set(depth + 1);
+        let _depth = DepthGuard(&self.inner.handler_depth);
         let handler = self.inner.exception_handler.borrow().clone();
         match handler {
             None => {
@@ -613,26 +748,28 @@ impl EventLoop {
                 }))
                 .is_err()
                 {
-                    tracing::error!(target: "asyncio", "Exception in default exception handler");
+                    crate::log::error(format_args!("Exception in default exception handler"));
                 }
             }
             Some(handler) => {
                 let outcome = catch_unwind(AssertUnwindSafe(|| handler(self, &context)));
                 if let Err(payload) = outcome {
-                    let mut report = ExceptionContext::new("Unhandled error in exception handler");
-                    report.exception = Some(Error::panic(&*payload));
-                    report.set("context", ContextValue::Text(context.repr()));
-                    if catch_unwind(AssertUnwindSafe(|| self.default_exception_handler(&report)))
-                        .is_err()
-                    {
-                        tracing::error!(
-                            target: "asyncio",
-                            "Exception in default exception handler while handling an \
-                             unexpected error in custom exception handler"
-                        );
-                    }
+                    self.report_handler_failure(Error::panic(&*payload), &context);
                 }
             }
+        }
+    }
+
+    /// A custom exception handler failed: the default handler reports it.
+    fn report_handler_failure(&self, error: Error, context: &ExceptionContext) {
+        let mut report = ExceptionContext::new("Unhandled error in exception handler");
+        report.exception = Some(error);
+        report.set("context", ContextValue::Text(context.repr()));
+        if catch_unwind(AssertUnwindSafe(|| self.default_exception_handler(&report))).is_err() {
+            crate::log::error(format_args!(
+                "Exception in default exception handler while handling an \
+                 unexpected error in custom exception handler"
+            ));
         }
     }
 
@@ -710,6 +847,7 @@ impl Drop for LoopInner {
         drop(queued);
         drop(self.shared.waker.take());
         crate::slots::unregister_loop(self.tag);
+        crate::slots::unregister_thread_loop(self.id);
     }
 }
 
@@ -886,6 +1024,9 @@ impl LoopInner {
             }
             self.run_timers();
             self.run_ready();
+            if self.escaping.borrow().is_some() {
+                break Poll::Ready(());
+            }
             if self.stopping.get() {
                 self.stopping.set(false);
                 break Poll::Ready(());
@@ -924,7 +1065,22 @@ impl LoopInner {
             } else {
                 self.run_ready_item(item);
             }
+            if self.escaping.borrow().is_some() {
+                // The rest of the batch waits for the next `run_forever`.
+                return;
+            }
         }
+    }
+
+    /// A `KeyboardInterrupt` or `SystemExit` leaves the loop at the end of
+    /// the current callback (the first one wins).
+    pub(crate) fn escape(&self, error: Error) {
+        let mut slot = self.escaping.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(error);
+        }
+        drop(slot);
+        self.wake_driver_if_idle();
     }
 
     fn run_ready_item(&self, item: Ready) {
@@ -965,11 +1121,14 @@ impl LoopInner {
                 if let Some(callback) = callback {
                     let error = match catch_unwind(AssertUnwindSafe(callback)) {
                         Ok(Ok(())) => return,
+                        Ok(Err(e)) if e.kind().is_exit() => return self.escape(e),
                         Ok(Err(e)) => e,
                         Err(payload) => Error::panic(&*payload),
                     };
-                    let mut ctx =
-                        ExceptionContext::new(format!("Exception in callback {}()", call.name));
+                    let mut ctx = ExceptionContext::new(format!(
+                        "Exception in callback {}",
+                        crate::format_helpers::callback_repr(call.name, None)
+                    ));
                     ctx.exception = Some(error);
                     let handle = ThreadsafeHandle { call };
                     ctx.set("handle", ContextValue::Text(format!("{handle:?}")));
@@ -990,7 +1149,13 @@ impl LoopInner {
                     None => ("<Handle>".to_owned(), None),
                 }
             }
-            Ready::Threadsafe(c) => (format!("<Handle {}()>", c.name), None),
+            Ready::Threadsafe(c) => (
+                format!(
+                    "<Handle {}>",
+                    crate::format_helpers::callback_repr(c.name, None)
+                ),
+                None,
+            ),
             Ready::Notify(..) => ("<Handle <callback>()>".to_owned(), None),
         };
         self.current_handle.set(location);
@@ -999,7 +1164,7 @@ impl LoopInner {
         let dt = events::monotonic() - t0;
         self.current_handle.set(None);
         if dt >= self.slow_callback_duration.get() {
-            tracing::warn!(target: "asyncio", "Executing {} took {:.3} seconds", repr, dt);
+            crate::log::warning(format_args!("Executing {} took {:.3} seconds", repr, dt));
         }
     }
 
@@ -1007,13 +1172,12 @@ impl LoopInner {
         let outcome = catch_unwind(AssertUnwindSafe(|| handle.cell.callback.call()));
         let error = match outcome {
             Ok(Ok(())) => return,
+            Ok(Err(e)) if e.kind().is_exit() => return self.escape(e),
             Ok(Err(e)) => e,
             Err(payload) => Error::panic(&*payload),
         };
-        let mut ctx = ExceptionContext::new(format!(
-            "Exception in callback {}()",
-            handle.cell.callback.name()
-        ));
+        let mut ctx =
+            ExceptionContext::new(format!("Exception in callback {}", handle.callback_repr()));
         ctx.exception = Some(error);
         ctx.set("handle", ContextValue::Handle(handle.clone()));
         if handle.cell.debug {
@@ -1029,7 +1193,7 @@ impl LoopInner {
     /// being dropped).
     pub(crate) fn report(&self, ctx: ExceptionContext) {
         if let Some(inner) = self.this.upgrade() {
-            EventLoop { inner }.call_exception_handler(ctx);
+            EventLoop::from_inner(inner).call_exception_handler(ctx);
         }
     }
 }

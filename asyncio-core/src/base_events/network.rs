@@ -283,7 +283,7 @@ impl EventLoop {
     /// failures are `socket.gaierror`s (`OSError` with an `EAI_*` errno).
     pub fn getaddrinfo(&self, host: impl Into<HostArg>, port: impl Into<PortArg>) -> GetAddrInfo {
         GetAddrInfo {
-            loop_: self.clone(),
+            loop_: self.non_owning(),
             query: AddrInfoQuery {
                 host: host.into().0,
                 port: port.into().0,
@@ -366,7 +366,7 @@ impl EventLoop {
         F: FnOnce() -> P + 'static,
         P: IntoStreamProtocol,
     {
-        let loop_ = self.clone();
+        let loop_ = self.non_owning();
         let sock = sock.into();
         Box::pin(async move {
             let (factory, slot) = connection_factory(protocol_factory);
@@ -589,7 +589,7 @@ macro_rules! network_builder {
         impl<F> $name<F> {
             fn new(loop_: &EventLoop, factory: F) -> Self {
                 $name {
-                    loop_: loop_.clone(),
+                    loop_: loop_.non_owning(),
                     factory,
                     options: <$options>::default(),
                 }

@@ -64,7 +64,7 @@ impl Server {
     pub fn new(loop_: &EventLoop, listeners: Vec<Box<dyn Listener>>) -> Server {
         Server {
             inner: Rc::new(Inner {
-                loop_: loop_.clone(),
+                loop_: loop_.non_owning(),
                 listeners: RefCell::new(Some(listeners)),
                 clients: RefCell::new(Vec::new()),
                 next_client: Cell::new(1),

@@ -49,6 +49,17 @@ impl ThreadsafeLoop {
             callback: Mutex::new(Some(Box::new(move || callback().into_result()))),
             name,
         });
+        if std::thread::current().id() == self.shared.owner {
+            // On the loop's own thread the callback queues behind the
+            // `call_soon` callbacks already scheduled, as in CPython.
+            if let Some(inner) = crate::slots::thread_loop_by_id(self.shared.id) {
+                if inner.is_closed() {
+                    return Err(Error::runtime("Event loop is closed"));
+                }
+                inner.push_ready(super::Ready::Threadsafe(call.clone()));
+                return Ok(ThreadsafeHandle { call });
+            }
+        }
         if !self.shared.inject(Injected::Call(call.clone())) {
             return Err(Error::runtime("Event loop is closed"));
         }
@@ -113,7 +124,11 @@ impl fmt::Debug for ThreadsafeHandle {
         if self.cancelled() {
             write!(f, "<Handle cancelled>")
         } else {
-            write!(f, "<Handle {}()>", self.call.name)
+            write!(
+                f,
+                "<Handle {}>",
+                crate::format_helpers::callback_repr(self.call.name, None)
+            )
         }
     }
 }

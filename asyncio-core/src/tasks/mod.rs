@@ -23,13 +23,13 @@ mod sleep;
 mod threadsafe;
 mod wait;
 
-pub use gather::{gather, GatheringFuture, GatheringFutureAll};
+pub use gather::{gather, GatherAwait, GatheringFuture, GatheringFutureAll};
 pub use sleep::{sleep, sleep_with, Sleep};
-pub use threadsafe::{run_coroutine_threadsafe, ConcurrentFuture};
+pub use threadsafe::{run_coroutine_threadsafe, wrap_future, ConcurrentFuture};
 pub use wait::{as_completed, shield, wait, AsCompleted, ReturnWhen, Wait};
 
 #[doc(hidden)]
-pub use gather::{gather_erased, GatherChild};
+pub use gather::{GatherBuilder, GatherChild};
 
 /// `Task-N` names count across all loops, as in CPython.
 static TASK_NAME_COUNTER: AtomicU64 = AtomicU64::new(1);
@@ -119,7 +119,17 @@ impl TaskState {
         core: &FutureCore<T>,
         coro_name: &str,
     ) -> Vec<String> {
-        let mut info = core.repr_info();
+        self.repr_info_with(core, coro_name, None)
+    }
+
+    /// `_task_repr_info`, with the `result=` entry given.
+    pub(crate) fn repr_info_with<T: 'static>(
+        &self,
+        core: &FutureCore<T>,
+        coro_name: &str,
+        result: Option<String>,
+    ) -> Vec<String> {
+        let mut info = core.repr_info_with(result);
         if self.num_cancels_requested.get() > 0 && core.is_pending() {
             info[0] = "cancelling".to_owned();
         }
@@ -127,7 +137,13 @@ impl TaskState {
         if let Some(w) = self.fut_waiter.borrow().as_ref() {
             info.insert(2, format!("wait_for={}", w.repr()));
         }
-        info.insert(2, format!("coro=<{coro_name}>"));
+        info.insert(
+            2,
+            format!(
+                "coro=<{}()>",
+                crate::format_helpers::coroutine_name(coro_name)
+            ),
+        );
         info
     }
 }
@@ -231,6 +247,13 @@ where
                 cell.cancel_future(None);
                 Ok(())
             }
+            Err(e) if e.kind().is_exit() => {
+                // `super().set_exception(exc); raise`: the task ends with
+                // it, and it leaves the loop.
+                let finished = cell.finish(Err(e.clone()));
+                self.core.loop_.escape(e);
+                finished
+            }
             Err(e) => cell.finish(Err(e)),
         };
         let waiter = task.fut_waiter.borrow_mut().take();
@@ -296,10 +319,12 @@ pub(crate) fn task_cancel<T: 'static>(cell: &Rc<DynCell<T>>, msg: Option<&str>) 
     // Tasks awaiting each other in a ring would cancel each other forever
     // (CPython's RecursionError); a cancellation that comes back around is
     // left pending instead.
+    let mut parked_on_asyncio_future = false;
     if task.cancelling_now.replace(true) {
         task.cancel_directly.set(true);
     } else {
         let waiter = task.fut_waiter.borrow().clone();
+        parked_on_asyncio_future = waiter.is_some();
         let cancelled = waiter.is_some_and(|w| w.cancel_obj(msg));
         task.cancelling_now.set(false);
         if cancelled {
@@ -310,13 +335,14 @@ pub(crate) fn task_cancel<T: 'static>(cell: &Rc<DynCell<T>>, msg: Option<&str>) 
     }
     task.must_cancel.set(true);
     cell.core.set_cancel_message(msg);
-    // In Python the step is necessarily scheduled here. A Rust task may be
-    // parked in a non-asyncio future, so schedule a step to deliver the
-    // cancellation — unless the task is the one running, whose next await
-    // delivers it.
+    // An asyncio future that refused the cancellation (a gather whose
+    // children are done, a finished future whose wake-up is on its way)
+    // wakes the task itself, which then gets the cancellation, as in
+    // CPython. A Rust task parked in a non-asyncio future needs a step to
+    // deliver it — unless it is the one running, whose next await does.
     let running_now =
         with_current_task(|t| t.is_some_and(|t| t.addr() == Rc::as_ptr(cell) as *const ()));
-    if !running_now {
+    if !running_now && (!parked_on_asyncio_future || task.cancel_directly.get()) {
         cell.core.loop_.schedule_slot(task.key);
     }
     true
@@ -459,13 +485,22 @@ impl EventLoop {
         };
         let factory = self.inner.task_factory.borrow().clone();
         if let Some(factory) = factory {
-            factory.configure(self, &mut init)?;
+            // A panicking factory is an error like any other panic.
+            match catch_unwind(AssertUnwindSafe(|| factory.configure(self, &mut init))) {
+                Ok(configured) => configured?,
+                Err(payload) => return Err(Error::panic(&*payload)),
+            }
         }
         let inner: &Rc<LoopInner> = &self.inner;
         let key = inner.reserve_slot()?;
         let state = TaskState {
             key,
-            number: TASK_NAME_COUNTER.fetch_add(1, Ordering::Relaxed),
+            // Only unnamed tasks use up a number, as in CPython 3.13.
+            number: if init.name.is_none() {
+                TASK_NAME_COUNTER.fetch_add(1, Ordering::Relaxed)
+            } else {
+                0
+            },
             name: RefCell::new(init.name.map(Cow::Owned)),
             num_cancels_requested: Cell::new(0),
             must_cancel: Cell::new(false),
@@ -647,7 +682,7 @@ fn uncancel(task: &TaskState) -> u32 {
     task.num_cancels_requested.get()
 }
 
-impl<T: 'static> fmt::Debug for Task<T> {
+impl<T: fmt::Debug + 'static> fmt::Debug for Task<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&self.fut, f)
     }
@@ -758,9 +793,7 @@ impl AnyTask {
 
     /// The loop the task runs on.
     pub fn get_loop(&self) -> EventLoop {
-        EventLoop {
-            inner: self.obj.loop_inner().clone(),
-        }
+        EventLoop::from_inner(self.obj.loop_inner().clone())
     }
 
     /// Adds a callback run (via `call_soon`) once the task is done.

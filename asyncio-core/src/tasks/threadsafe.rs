@@ -237,13 +237,37 @@ impl<T: Clone> StdFuture for ConcurrentFuture<T> {
     }
 }
 
+/// Cancels a [`ConcurrentFuture`] that is dropped before it was completed:
+/// the callback or done callback holding it was dropped unrun, because
+/// the loop closed first.
+struct CancelIfDropped<T>(Option<ConcurrentFuture<T>>);
+
+impl<T> CancelIfDropped<T> {
+    fn take(mut self) -> ConcurrentFuture<T> {
+        self.0
+            .take()
+            .unwrap_or_else(|| unreachable!("taken once, by its owner"))
+    }
+}
+
+impl<T> Drop for CancelIfDropped<T> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f.cancel();
+        }
+    }
+}
+
 /// `asyncio.run_coroutine_threadsafe(coro, loop)`: from any thread, runs a
 /// coroutine as a task on `loop_` and returns a [`ConcurrentFuture`] for its
 /// result.
 ///
 /// The coroutine is made on the loop thread by `make_coro` (asyncio futures
 /// are tied to their thread, so the coroutine itself need not be `Send`).
-/// Cancelling the returned future cancels the task.
+/// Cancelling the returned future cancels the task. If the loop closes
+/// before the task finishes (or before it starts), the future ends
+/// cancelled, so that a thread blocked on it wakes up (CPython leaves it
+/// pending forever).
 ///
 /// ```
 /// let loop_ = asyncio_core::testing::new_test_loop();
@@ -275,8 +299,9 @@ where
     T: Send + 'static,
 {
     let future = ConcurrentFuture::new();
-    let dest = future.clone();
+    let guard = CancelIfDropped(Some(future.clone()));
     loop_.call_soon_threadsafe(move || {
+        let dest = guard.take();
         if dest.done() {
             return Ok(()); // cancelled before it could start
         }
@@ -309,8 +334,9 @@ where
                 return Err(e);
             }
         }
-        let dest2 = dest.clone();
+        let guard = CancelIfDropped(Some(dest.clone()));
         task.add_done_callback(move |task: &Future<T>| {
+            let dest2 = guard.take();
             if task.cancelled() {
                 dest2.cancel();
             } else {
@@ -334,5 +360,59 @@ impl ThreadsafeLoop {
         T: Send + 'static,
     {
         run_coroutine_threadsafe(make_coro, self)
+    }
+}
+
+/// `asyncio.wrap_future(future)`: an asyncio [`Future`] on the running loop
+/// that follows a [`ConcurrentFuture`] (completed in any thread).
+///
+/// As in CPython, the outcome always reaches the asyncio future through the
+/// loop (`call_soon_threadsafe`), even when the concurrent future is done
+/// already, and cancelling the asyncio future cancels the concurrent one.
+/// An asyncio future needs no wrapping: it is awaited as it is.
+///
+/// Errors with `"no running event loop"` outside a running loop; use
+/// [`EventLoop::wrap_future`](crate::EventLoop::wrap_future) to pick a loop.
+///
+/// ```
+/// use asyncio_core::{wrap_future, ConcurrentFuture};
+/// let loop_ = asyncio_core::testing::new_test_loop();
+/// let answer = loop_.run_until_complete(async {
+///     let cf = ConcurrentFuture::new();
+///     let setter = cf.clone();
+///     std::thread::spawn(move || setter.set_result(42));
+///     wrap_future(cf)?.await
+/// })?;
+/// assert_eq!(answer, 42);
+/// # Ok::<(), asyncio_core::Error>(())
+/// ```
+pub fn wrap_future<T: Clone + Send + 'static>(future: ConcurrentFuture<T>) -> Result<Future<T>> {
+    crate::events::get_running_loop()?.wrap_future(future)
+}
+
+impl crate::EventLoop {
+    /// `asyncio.wrap_future(future, loop=self)`: see [`wrap_future`].
+    ///
+    /// Errors with `"Event loop is closed"`.
+    pub fn wrap_future<T: Clone + Send + 'static>(
+        &self,
+        future: ConcurrentFuture<T>,
+    ) -> Result<Future<T>> {
+        let destination = Future::<T>::new(self);
+        // Dropped unused (the concurrent future cancelled, or gone without
+        // an outcome), the completer cancels the destination.
+        let completer = destination.remote_completer()?;
+        let source = future.clone();
+        destination.add_done_callback(move |d: &Future<T>| {
+            if d.cancelled() {
+                source.cancel();
+            }
+        });
+        future.add_done_callback(move |cf: &ConcurrentFuture<T>| {
+            if !cf.cancelled() {
+                completer.complete(cf.result(Some(Duration::ZERO)));
+            }
+        });
+        Ok(destination)
     }
 }

@@ -18,8 +18,10 @@ use crate::{Awaitable, Future};
 /// `asyncio.shield(aw)`: a future that follows `aw` but whose cancellation
 /// leaves `aw` running.
 ///
-/// If `aw` is already done it is returned as is. Cancelling the task that
-/// awaits the shield cancels only the outer future.
+/// If `aw` is already done (a task that finished in its eager first step
+/// included) it is returned as is. Cancelling the task that awaits the
+/// shield cancels only the outer future. Outside a running loop, the loop
+/// is the future's own.
 ///
 /// ```
 /// let loop_ = asyncio_core::testing::new_test_loop();
@@ -38,12 +40,11 @@ use crate::{Awaitable, Future};
 /// ```
 #[track_caller]
 pub fn shield<T: 'static, A: Awaitable<T>>(awaitable: A) -> Result<Future<T>> {
-    let loop_ = get_running_loop()?;
-    let (inner, owned) = awaitable.into_asyncio_future(Some(&loop_))?;
-    if inner.done() && !owned {
+    let (inner, owned) = awaitable.into_asyncio_future(None)?;
+    if inner.done() {
         return Ok(inner);
     }
-    let outer = Future::<T>::new(&loop_);
+    let outer = Future::<T>::new(&inner.get_loop());
     let extract: fn(&Future<T>, bool) -> Result<T> = A::extract;
     let outer_for_inner = outer.clone();
     let inner_id = inner.add_done_callback(move |inner: &Future<T>| {
@@ -230,7 +231,14 @@ impl<T: 'static> IntoFuture for Wait<T> {
 
 // ===== as_completed =====
 
+/// Converts the awaitables (starting the tasks for coroutines).
+type Starter<T> = Box<dyn FnOnce(&crate::EventLoop) -> Result<Vec<Future<T>>>>;
+
 struct AsCompletedState<T: 'static> {
+    /// The conversion of the awaitables, until iteration starts.
+    starter: Option<Starter<T>>,
+    /// `timeout=`, scheduled when iteration starts.
+    timeout: Option<f64>,
     done: VecDeque<Option<Future<T>>>,
     todo: Vec<Future<T>>,
     todo_left: usize,
@@ -238,7 +246,7 @@ struct AsCompletedState<T: 'static> {
     /// Futures of the `anext`s waiting for a completion (asyncio futures,
     /// so that cancelling the waiting task cancels them, as with CPython's
     /// `Queue.get()`).
-    waiters: Vec<Future<()>>,
+    waiters: VecDeque<Future<()>>,
     loop_: Option<crate::EventLoop>,
     error: Option<Error>,
 }
@@ -249,6 +257,10 @@ struct AsCompletedState<T: 'static> {
 /// results (`for f in as_completed(fs) { f.await? }`), or call
 /// [`next_future`](AsCompleted::next_future) for the original futures
 /// (3.13's `async for`).
+///
+/// The awaitables are converted (coroutines wrapped in tasks) when
+/// iteration starts — at once in a `for` loop — so that a bad
+/// [`timeout`](AsCompleted::timeout) is refused before any task exists.
 pub struct AsCompleted<T: 'static> {
     state: Rc<RefCell<AsCompletedState<T>>>,
 }
@@ -260,7 +272,8 @@ impl<T: 'static> fmt::Debug for AsCompleted<T> {
 }
 
 /// `asyncio.as_completed(aws)`: yields the awaitables as they complete.
-/// Coroutines are wrapped in tasks at once.
+/// Coroutines are wrapped in tasks when iteration starts (the first
+/// `next`, which a `for` loop makes at once).
 ///
 /// ```
 /// use asyncio_core::sleep_with;
@@ -279,63 +292,98 @@ impl<T: 'static> fmt::Debug for AsCompleted<T> {
 pub fn as_completed<T, A, I>(awaitables: I) -> AsCompleted<T>
 where
     T: Clone + 'static,
-    A: Awaitable<T>,
+    A: Awaitable<T> + 'static,
     I: IntoIterator<Item = A>,
 {
-    let state = Rc::new(RefCell::new(AsCompletedState {
-        done: VecDeque::new(),
-        todo: Vec::new(),
-        todo_left: 0,
-        timeout_handle: None,
-        waiters: Vec::new(),
-        loop_: None,
-        error: None,
-    }));
-    let result = (|| -> Result<Vec<Future<T>>> {
-        let loop_ = get_running_loop()?;
-        state.borrow_mut().loop_ = Some(loop_.clone());
+    let awaitables: Vec<A> = awaitables.into_iter().collect();
+    let starter: Starter<T> = Box::new(move |loop_| {
         let mut seen = HashSet::new();
         let mut futs = Vec::new();
         for aw in awaitables {
-            let (f, _) = aw.into_asyncio_future(Some(&loop_))?;
+            let (f, _) = aw.into_asyncio_future(Some(loop_))?;
             if seen.insert(Rc::as_ptr(&f.cell) as *const ()) {
                 futs.push(f);
             }
         }
         Ok(futs)
-    })();
-    match result {
+    });
+    AsCompleted {
+        state: Rc::new(RefCell::new(AsCompletedState {
+            starter: Some(starter),
+            timeout: None,
+            done: VecDeque::new(),
+            todo: Vec::new(),
+            todo_left: 0,
+            timeout_handle: None,
+            waiters: VecDeque::new(),
+            loop_: None,
+            error: None,
+        })),
+    }
+}
+
+/// Starts the iteration: converts the awaitables, registers the done
+/// callbacks and the timeout (CPython's `_AsCompletedIterator.__init__`).
+fn start<T: 'static>(state: &Rc<RefCell<AsCompletedState<T>>>) {
+    let Some(starter) = state.borrow_mut().starter.take() else {
+        return;
+    };
+    let converted = get_running_loop().and_then(|loop_| {
+        state.borrow_mut().loop_ = Some(loop_.clone());
+        starter(&loop_).map(|futs| (loop_, futs))
+    });
+    let (loop_, futs) = match converted {
+        Ok(v) => v,
         Err(e) => {
             let mut s = state.borrow_mut();
             s.error = Some(e);
             s.todo_left = 1;
+            return;
         }
-        Ok(futs) => {
-            state.borrow_mut().todo_left = futs.len();
-            for f in &futs {
-                let st = Rc::downgrade(&state);
-                f.add_done_callback(move |f: &Future<T>| {
-                    if let Some(st) = st.upgrade() {
-                        handle_completion(&st, f);
-                    }
-                });
+    };
+    state.borrow_mut().todo_left = futs.len();
+    for f in &futs {
+        let st = Rc::downgrade(state);
+        f.add_done_callback(move |f: &Future<T>| {
+            if let Some(st) = st.upgrade() {
+                handle_completion(&st, f);
             }
-            state.borrow_mut().todo = futs;
+        });
+    }
+    let timeout = state.borrow().timeout;
+    let mut s = state.borrow_mut();
+    if let (Some(delay), false) = (timeout, futs.is_empty()) {
+        let st = Rc::downgrade(state);
+        match loop_.call_later(delay, move || {
+            if let Some(st) = st.upgrade() {
+                handle_timeout(&st);
+            }
+        }) {
+            Ok(h) => s.timeout_handle = Some(h),
+            Err(e) => s.error = Some(e),
         }
     }
-    AsCompleted { state }
+    s.todo = futs;
 }
 
-fn release(waiters: Vec<Future<()>>) {
-    for w in waiters {
+/// Wakes the first waiting `anext`, as `Queue.put_nowait` wakes one getter.
+fn wake_next(waiters: &mut VecDeque<Future<()>>) -> Option<Future<()>> {
+    while let Some(w) = waiters.pop_front() {
         if !w.done() {
-            let _ = w.set_result(());
+            return Some(w);
         }
+    }
+    None
+}
+
+fn release(waiter: Option<Future<()>>) {
+    if let Some(w) = waiter {
+        let _ = w.set_result(());
     }
 }
 
 fn handle_completion<T: 'static>(state: &RefCell<AsCompletedState<T>>, f: &Future<T>) {
-    let wakers = {
+    let woken = {
         let mut s = state.borrow_mut();
         let Some(pos) = s.todo.iter().position(|t| t.ptr_eq(f)) else {
             return; // the timeout came first
@@ -347,13 +395,13 @@ fn handle_completion<T: 'static>(state: &RefCell<AsCompletedState<T>>, f: &Futur
                 h.cancel();
             }
         }
-        std::mem::take(&mut s.waiters)
+        wake_next(&mut s.waiters)
     };
-    release(wakers);
+    release(woken);
 }
 
 fn handle_timeout<T: 'static>(state: &RefCell<AsCompletedState<T>>) {
-    let wakers = {
+    let woken = {
         let mut s = state.borrow_mut();
         let todo = std::mem::take(&mut s.todo);
         for _ in &todo {
@@ -362,29 +410,36 @@ fn handle_timeout<T: 'static>(state: &RefCell<AsCompletedState<T>>) {
         s.timeout_handle = None;
         std::mem::take(&mut s.waiters)
     };
-    release(wakers);
+    for w in woken {
+        if !w.done() {
+            let _ = w.set_result(());
+        }
+    }
 }
 
 impl<T: Clone + 'static> AsCompleted<T> {
     /// Raises `TimeoutError` from the remaining awaitables once `timeout`
-    /// (seconds or a `Duration`) has passed.
+    /// (seconds or a `Duration`) has passed. A NaN timeout is refused
+    /// (`ValueError`) before any task is made.
     pub fn timeout(self, timeout: impl Delay) -> Self {
-        let delay = timeout.as_secs();
-        let has_todo = !self.state.borrow().todo.is_empty();
-        if has_todo {
-            let scheduled = check_delay(delay).and_then(|delay| {
-                let loop_ = get_running_loop()?;
-                let st = Rc::downgrade(&self.state);
-                loop_.call_later(delay, move || {
-                    if let Some(st) = st.upgrade() {
-                        handle_timeout(&st);
-                    }
-                })
-            });
+        {
             let mut s = self.state.borrow_mut();
-            match scheduled {
-                Ok(h) => s.timeout_handle = Some(h),
-                Err(e) => s.error = Some(e),
+            match check_delay(timeout.as_secs()) {
+                Ok(delay) if s.starter.is_some() => s.timeout = Some(delay),
+                Ok(_) => {
+                    s.error = Some(Error::runtime(
+                        "as_completed(): timeout() must come before iteration starts",
+                    ))
+                }
+                Err(e) => {
+                    // Refused before anything runs: the awaitables are
+                    // dropped unconverted.
+                    let starter = s.starter.take();
+                    s.error = Some(e);
+                    s.todo_left = 1;
+                    drop(s);
+                    drop(starter);
+                }
             }
         }
         self
@@ -393,6 +448,7 @@ impl<T: Clone + 'static> AsCompleted<T> {
     /// The next original future to complete, or `None` when all were
     /// returned (3.13's `async for f in as_completed(...)`).
     pub async fn next_future(&mut self) -> Option<Result<Future<T>>> {
+        start(&self.state);
         if self.state.borrow().todo_left == 0 {
             return None;
         }
@@ -407,6 +463,7 @@ impl<T: Clone + 'static> AsCompleted<T> {
     }
 }
 
+/// CPython's `_wait_for_one`: `await self._done.get()`.
 struct NextDone<T: 'static> {
     state: Rc<RefCell<AsCompletedState<T>>>,
     waiter: Option<Future<()>>,
@@ -417,33 +474,55 @@ impl<T: 'static> StdFuture for NextDone<T> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
-            let waiter = {
-                let mut s = self.state.borrow_mut();
-                if let Some(e) = s.error.take() {
-                    return Poll::Ready(Err(e));
-                }
-                match s.done.pop_front() {
-                    Some(Some(f)) => return Poll::Ready(Ok(f)),
-                    Some(None) => return Poll::Ready(Err(Error::timeout())),
-                    None => {}
-                }
-                match &self.waiter {
-                    Some(w) => w.clone(),
-                    None => {
-                        let Some(loop_) = s.loop_.clone() else {
-                            return Poll::Ready(Err(Error::runtime("no running event loop")));
+            // The getter first, as `Queue.get()` awaits it: a task cancelled
+            // after it was woken, before it ran, gets the cancellation.
+            if let Some(waiter) = self.waiter.clone() {
+                match poll_await(&waiter.cell, cx, |core| core.result_clone()) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(())) => self.waiter = None,
+                    Poll::Ready(Err(e)) => {
+                        self.waiter = None;
+                        // `Queue.get()`'s clean-up: pass the wake-up on.
+                        let woken = {
+                            let mut s = self.state.borrow_mut();
+                            s.waiters.retain(|w| !w.ptr_eq(&waiter));
+                            if s.done.is_empty() {
+                                None
+                            } else {
+                                wake_next(&mut s.waiters)
+                            }
                         };
-                        let w = Future::<()>::new(&loop_);
-                        s.waiters.push(w.clone());
-                        w
+                        release(woken);
+                        return Poll::Ready(Err(e));
                     }
                 }
+            }
+            let mut s = self.state.borrow_mut();
+            if let Some(e) = s.error.take() {
+                return Poll::Ready(Err(e));
+            }
+            match s.done.pop_front() {
+                Some(Some(f)) => return Poll::Ready(Ok(f)),
+                Some(None) => return Poll::Ready(Err(Error::timeout())),
+                None => {}
+            }
+            let Some(loop_) = s.loop_.clone() else {
+                return Poll::Ready(Err(Error::runtime("no running event loop")));
             };
-            self.waiter = Some(waiter.clone());
-            match poll_await(&waiter.cell, cx, |core| core.result_clone()) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Ready(Ok(())) => self.waiter = None,
+            let w = Future::<()>::new(&loop_);
+            s.waiters.push_back(w.clone());
+            drop(s);
+            self.waiter = Some(w);
+        }
+    }
+}
+
+impl<T: 'static> Drop for NextDone<T> {
+    fn drop(&mut self) {
+        // Dropped while waiting (e.g. by `select!`): leave the queue.
+        if let Some(w) = self.waiter.take() {
+            if let Ok(mut s) = self.state.try_borrow_mut() {
+                s.waiters.retain(|x| !x.ptr_eq(&w));
             }
         }
     }
@@ -487,6 +566,7 @@ impl<T: Clone + 'static> Iterator for AsCompleted<T> {
     type Item = AsCompletedNext<T>;
 
     fn next(&mut self) -> Option<AsCompletedNext<T>> {
+        start(&self.state);
         let mut s = self.state.borrow_mut();
         if s.todo_left == 0 {
             return None;
