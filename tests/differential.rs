@@ -101,6 +101,9 @@ enum Stmt {
     Result {
         target: String,
     },
+    Exception {
+        target: String,
+    },
     Sleep,
     CallSoon {
         cb: Cb,
@@ -401,6 +404,15 @@ fn do_act(c: &C, label: &str, act: &Stmt) -> Option<Result<()>> {
             };
             c.log(format!("{label}: result {target} {r}"));
         }
+        Stmt::Exception { target } => {
+            let r = match c.target(target) {
+                None => "unbound".to_owned(),
+                Some(Target::Task(t)) => format!("-> {}", exception_repr(t.exception())),
+                Some(Target::Fut(f)) => format!("-> {}", exception_repr(f.exception())),
+                Some(Target::Any(_)) => panic!("exception() of {target}: not a Task<i64>"),
+            };
+            c.log(format!("{label}: exception {target} {r}"));
+        }
         Stmt::Name { task } => {
             let name = match c.tasks.borrow().get(task) {
                 Some(t) => c.norm_name(&t.get_name()),
@@ -434,6 +446,16 @@ fn do_act(c: &C, label: &str, act: &Stmt) -> Option<Result<()>> {
         _ => return None,
     }
     Some(Ok(()))
+}
+
+/// Python's `ok None` / `ok ValueError('e')` / `exc CancelledError()` of
+/// calling `exception()`.
+fn exception_repr(r: Result<Option<Error>>) -> String {
+    match r {
+        Ok(None) => "ok None".to_owned(),
+        Ok(Some(e)) => format!("ok {e:?}"),
+        Err(e) => format!("exc {e:?}"),
+    }
 }
 
 /// ` cancelling=N` when a task has pending cancellation requests.

@@ -218,6 +218,7 @@ ACTS = (
     "call_soon_threadsafe",
     "add_done_callback",
     "result",
+    "exception",
     "status",
     "name",
 )
@@ -270,6 +271,15 @@ def do_act(ctx, label, act):
                 ctx.log(f"{label}: result {act['target']} -> ok {t.result()!r}")
             except (asyncio.CancelledError, Exception) as e:
                 ctx.log(f"{label}: result {act['target']} -> exc {e!r}")
+    elif op == "exception":
+        t = ctx.target(act["target"])
+        if t is None:
+            ctx.log(f"{label}: exception {act['target']} unbound")
+        else:
+            try:
+                ctx.log(f"{label}: exception {act['target']} -> ok {t.exception()!r}")
+            except (asyncio.CancelledError, Exception) as e:
+                ctx.log(f"{label}: exception {act['target']} -> exc {e!r}")
     elif op == "name":
         t = ctx.tasks.get(act["task"])
         n = "unbound" if t is None else ctx.norm_name(t.get_name())
@@ -606,7 +616,8 @@ class Gen:
             target = self.r.choice(["main", self.fut()] + self.complete[-3:])
             return {"op": "add_done_callback", "target": target, "cb": self.cb()}
         if r < 0.83:
-            return {"op": "result", "target": self.r.choice([self.fut()] + self.complete[-3:])}
+            op = self.r.choice(["result", "exception"])
+            return {"op": op, "target": self.r.choice([self.fut()] + self.complete[-3:])}
         if r < 0.88 and self.complete and not self.eager:
             return {"op": "name", "task": self.r.choice(self.complete[-4:])}
         if r < 0.94:
@@ -727,18 +738,21 @@ class Gen:
             return {"op": "raise", "kind": self.r.choice(["ValueError", "ValueError", "CancelledError"]), "msg": f"e{self.nlogs}"}
         if r < 0.88 and not deep:
             tag = self.tag("m")
-            return {
+            st = {
                 "op": "timeout",
                 "tag": tag,
                 "delay": self.r.choice([None, 0, 1000]),
                 "body": self.block(depth + 1, self.r.randint(1, 4), in_task, cms=cms + [tag], groups=groups),
             }
+            cms.append(tag)  # later statements of the block may reschedule it after it ended
+            return st
         if r < 0.9 and cms:
             return {"op": "reschedule", "cm": self.r.choice(cms), "when": self.r.choice([None, "now"])}
         if r < 0.94 and not deep:
             tag = self.tag("g")
             body = self.block(depth + 1, self.r.randint(1, 4), in_task, cms=cms, groups=groups + [tag])
             body.insert(self.r.randint(0, 1), self.spawn(depth + 1, "tg_spawn", tag))
+            groups.append(tag)  # later statements of the block may use it after it ended
             return {"op": "taskgroup", "tag": tag, "body": body}
         if r < 0.97 and self.complete and not self.eager:
             return {"op": "name", "task": self.r.choice(self.complete[-4:])}

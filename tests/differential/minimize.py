@@ -264,15 +264,20 @@ def guess_reason(small, py, rs):
         return reason("loop-stopped-wakeup")
     if small["eager"] and cancels_self and exp.startswith("done ") and "exc CancelledError" in act:
         return reason("eager-cancel-parent")
-    if "as_completed" in ops and as_completed_line and "CancelledError" in exp:
+    lost = "exc CancelledError" not in act or (
+        "exc CancelledError('" in exp and act.endswith("exc CancelledError()")
+    )
+    if "as_completed" in ops and as_completed_line and "CancelledError" in exp and lost:
         return reason("as-completed-cancel")
     if "shield" in ops and small["eager"]:
         return reason("eager-shield")
+    gather_tags = [n["tag"] for _, n in dicts(small) if n.get("op") == "gather"]
+    gather_line = any(f": {tag} -> " in exp for tag in gather_tags)
     if exp.endswith("exc CancelledError()") and "exc CancelledError('" in act:
-        if "gather" in ops and "result" not in ops and not raises_cancel:
+        if gather_line and "result" not in ops and not raises_cancel:
             return reason("gather-cancel-exc")
         return reason("cancelled-exc-once")
-    if "gather" in ops and "exc CancelledError('" in exp and act.endswith("exc CancelledError()"):
+    if gather_line and "exc CancelledError('" in exp and act.endswith("exc CancelledError()"):
         return reason("gather-cancel-exc")
     if " -> ok" in exp and act.endswith("exc CancelledError()") and cancels_self:
         return reason("stale-resumed-from")
