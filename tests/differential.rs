@@ -30,8 +30,8 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use asyncio::{
-    AnyTask, Awaitable, Error, EventLoop, ExceptionContext, Future, Result, ReturnWhen, Task,
-    TaskGroup, Timeout,
+    AnyTask, Awaitable, Error, EventLoop, ExceptionContext, Future, GatheringFuture,
+    GatheringFutureAll, Result, ReturnWhen, Task, TaskGroup, Timeout,
 };
 use serde::Deserialize;
 
@@ -126,6 +126,9 @@ enum Stmt {
         items: Vec<AwSpec>,
         return_exceptions: bool,
         reraise: bool,
+        /// Kept under `tag` for `cancel` and `status`.
+        #[serde(default)]
+        bind: bool,
     },
     Wait {
         tag: String,
@@ -244,6 +247,14 @@ enum Target {
     Task(Task<i64>),
     Any(AnyTask),
     Fut(Future<i64>),
+    Gather(Gathering),
+}
+
+/// The future a bound `gather` returned, kept so that others can cancel it.
+#[derive(Clone)]
+enum Gathering {
+    Values(GatheringFuture<i64>),
+    Outcomes(GatheringFutureAll<i64>),
 }
 
 type Trace = Arc<Mutex<Vec<String>>>;
@@ -254,6 +265,7 @@ struct Ctx {
     tasks: RefCell<HashMap<String, Task<i64>>>,
     futs: Vec<(String, Future<i64>)>,
     groups: RefCell<HashMap<String, TaskGroup>>,
+    gathers: RefCell<HashMap<String, Gathering>>,
     cms: RefCell<HashMap<String, Timeout>>,
     order: RefCell<Vec<String>>,
     main: RefCell<Option<AnyTask>>,
@@ -285,6 +297,7 @@ impl Ctx {
                     .expect("'self' used outside a task"),
             )),
             n if n.starts_with('f') => Some(Target::Fut(self.fut(n))),
+            n if n.starts_with('a') => self.gathers.borrow().get(n).cloned().map(Target::Gather),
             n => self.tasks.borrow().get(n).cloned().map(Target::Task),
         }
     }
@@ -355,6 +368,10 @@ fn do_act(c: &C, label: &str, act: &Stmt) -> Option<Result<()>> {
                     (Target::Any(t), Some(m)) => t.cancel_with_message(m),
                     (Target::Fut(f), None) => f.cancel(),
                     (Target::Fut(f), Some(m)) => f.cancel_with_message(m),
+                    (Target::Gather(Gathering::Values(g)), None) => g.cancel(),
+                    (Target::Gather(Gathering::Values(g)), Some(m)) => g.cancel_with_message(m),
+                    (Target::Gather(Gathering::Outcomes(g)), None) => g.cancel(),
+                    (Target::Gather(Gathering::Outcomes(g)), Some(m)) => g.cancel_with_message(m),
                 }),
             };
             c.log(format!("{label}: cancel {target} -> {r}"));
@@ -393,6 +410,12 @@ fn do_act(c: &C, label: &str, act: &Stmt) -> Option<Result<()>> {
                 Some(Target::Fut(f)) => {
                     f.add_done_callback(move |_: &Future<i64>| run());
                 }
+                Some(Target::Gather(Gathering::Values(g))) => {
+                    g.add_done_callback(move |_| run());
+                }
+                Some(Target::Gather(Gathering::Outcomes(g))) => {
+                    g.add_done_callback(move |_| run());
+                }
             }
         }
         Stmt::Result { target } => {
@@ -400,7 +423,9 @@ fn do_act(c: &C, label: &str, act: &Stmt) -> Option<Result<()>> {
                 None => "unbound".to_owned(),
                 Some(Target::Task(t)) => format!("-> {}", outcome(&t.result())),
                 Some(Target::Fut(f)) => format!("-> {}", outcome(&f.result())),
-                Some(Target::Any(_)) => panic!("result() of {target}: not a Task<i64>"),
+                Some(Target::Any(_) | Target::Gather(_)) => {
+                    panic!("result() of {target}: not a Task<i64>")
+                }
             };
             c.log(format!("{label}: result {target} {r}"));
         }
@@ -409,7 +434,9 @@ fn do_act(c: &C, label: &str, act: &Stmt) -> Option<Result<()>> {
                 None => "unbound".to_owned(),
                 Some(Target::Task(t)) => format!("-> {}", exception_repr(t.exception())),
                 Some(Target::Fut(f)) => format!("-> {}", exception_repr(f.exception())),
-                Some(Target::Any(_)) => panic!("exception() of {target}: not a Task<i64>"),
+                Some(Target::Any(_) | Target::Gather(_)) => {
+                    panic!("exception() of {target}: not a Task<i64>")
+                }
             };
             c.log(format!("{label}: exception {target} {r}"));
         }
@@ -428,6 +455,17 @@ fn do_act(c: &C, label: &str, act: &Stmt) -> Option<Result<()>> {
                     py_bool(f.done()),
                     py_bool(f.cancelled())
                 ),
+                Some(Target::Gather(g)) => {
+                    let (done, cancelled) = match g {
+                        Gathering::Values(g) => (g.done(), g.cancelled()),
+                        Gathering::Outcomes(g) => (g.done(), g.cancelled()),
+                    };
+                    format!(
+                        "{label}: status {target} done={} cancelled={}",
+                        py_bool(done),
+                        py_bool(cancelled)
+                    )
+                }
                 Some(Target::Task(t)) => format!(
                     "{label}: status {target} done={} cancelled={} cancelling={}",
                     py_bool(t.done()),
@@ -632,30 +670,34 @@ async fn run_stmt(c: &C, label: &str, st: &Stmt) -> Result<Option<i64>> {
             items,
             return_exceptions,
             reraise,
+            bind,
         } => {
             let items = make_items(c, label, tag, items)?;
             let what = format!("{label}: {tag}");
+            let g = asyncio::gather(items);
             if *return_exceptions {
-                let r = asyncio::gather(items).return_exceptions().await;
-                report(
-                    c,
-                    what,
-                    r,
-                    |v| {
-                        let reprs: Vec<String> = v
-                            .iter()
-                            .map(|r| match r {
-                                Ok(v) => v.to_string(),
-                                Err(e) => format!("{e:?}"),
-                            })
-                            .collect();
-                        format!("ok [{}]", reprs.join(", "))
-                    },
-                    *reraise,
-                )?;
+                let g = g.return_exceptions();
+                if *bind {
+                    let kept = Gathering::Outcomes(g.clone());
+                    c.gathers.borrow_mut().insert(tag.clone(), kept);
+                }
+                let outcomes = |v: Vec<Result<i64>>| {
+                    let reprs: Vec<String> = v
+                        .iter()
+                        .map(|r| match r {
+                            Ok(v) => v.to_string(),
+                            Err(e) => format!("{e:?}"),
+                        })
+                        .collect();
+                    format!("ok [{}]", reprs.join(", "))
+                };
+                report(c, what, g.await, outcomes, *reraise)?;
             } else {
-                let r = asyncio::gather(items).await;
-                report(c, what, r, |v| format!("ok {v:?}"), *reraise)?;
+                if *bind {
+                    let kept = Gathering::Values(g.clone());
+                    c.gathers.borrow_mut().insert(tag.clone(), kept);
+                }
+                report(c, what, g.await, |v| format!("ok {v:?}"), *reraise)?;
             }
         }
         Stmt::Wait {
@@ -679,7 +721,9 @@ async fn run_stmt(c: &C, label: &str, st: &Stmt) -> Result<Option<i64>> {
                         names.push(n);
                         futs.push(f);
                     }
-                    Some(Target::Any(_)) => panic!("wait takes tasks and futures: {n}"),
+                    Some(Target::Any(_) | Target::Gather(_)) => {
+                        panic!("wait takes tasks and futures: {n}")
+                    }
                 }
             }
             let return_when = match return_when.as_str() {
@@ -833,6 +877,7 @@ fn run_program(prog: &Program) -> Vec<String> {
             .map(|i| (format!("f{i}"), loop_.create_future()))
             .collect(),
         groups: RefCell::default(),
+        gathers: RefCell::default(),
         cms: RefCell::default(),
         order: RefCell::default(),
         main: RefCell::default(),
@@ -898,6 +943,7 @@ fn run_program(prog: &Program) -> Vec<String> {
     // Break the cycles between the context and the tasks it names.
     c.tasks.borrow_mut().clear();
     c.groups.borrow_mut().clear();
+    c.gathers.borrow_mut().clear();
     c.cms.borrow_mut().clear();
     c.main.borrow_mut().take();
     let _ = loop_.close();

@@ -158,6 +158,7 @@ class Ctx:
         self.tasks = {}  # name -> Task
         self.futs = {}  # name -> Future
         self.groups = {}  # tag -> TaskGroup
+        self.gathers = {}  # tag -> the future gather() returned, when bound
         self.cms = {}  # tag -> Timeout
         self.order = []  # task names in creation order
         self.main = None
@@ -180,6 +181,8 @@ class Ctx:
             return asyncio.current_task()
         if name.startswith("f"):
             return lookup(self.futs, name)
+        if name.startswith("a"):
+            return self.gathers.get(name)
         return self.tasks.get(name)
 
 
@@ -408,8 +411,11 @@ async def run_stmt(ctx, label, st):
     elif op == "gather":
         tag = st["tag"]
         items = make_items(ctx, label, tag, st["items"])
+        g = asyncio.gather(*items, return_exceptions=st["return_exceptions"])
+        if st.get("bind"):
+            ctx.gathers[tag] = g  # others may cancel it by its tag
         try:
-            v = await asyncio.gather(*items, return_exceptions=st["return_exceptions"])
+            v = await g
         except (asyncio.CancelledError, Exception) as e:
             ctx.log(f"{label}: {tag} -> exc {e!r}")
             if st["reraise"]:
@@ -583,6 +589,7 @@ class Gen:
         self.nlogs = 0
         self.nfuts = rng.randint(1, 3)
         self.complete = []  # tasks whose body generation is finished
+        self.bound = []  # tags of gathers others may cancel
         self.budget = rng.randint(12, 45)  # statements left in the program
         self.eager = rng.random() < 0.3
 
@@ -594,7 +601,7 @@ class Gen:
         return f"f{self.r.randrange(self.nfuts)}"
 
     def cancel_target(self, in_task):
-        choices = ["main", self.fut(), self.fut()] + self.complete[-4:] * 2
+        choices = ["main", self.fut(), self.fut()] + self.complete[-4:] * 2 + self.bound[-2:]
         if in_task:
             choices.append("self")
         return self.r.choice(choices)
@@ -613,7 +620,7 @@ class Gen:
         if r < 0.70 and not nested:
             return {"op": self.r.choice(["call_soon", "call_soon", "call_later"]), "cb": self.cb()}
         if r < 0.77 and not nested:
-            target = self.r.choice(["main", self.fut()] + self.complete[-3:])
+            target = self.r.choice(["main", self.fut()] + self.complete[-3:] + self.bound[-1:])
             return {"op": "add_done_callback", "target": target, "cb": self.cb()}
         if r < 0.83:
             op = self.r.choice(["result", "exception"])
@@ -697,13 +704,17 @@ class Gen:
             items = [self.aw(depth, simple=True) for _ in range(self.r.choice([0, 1, 2, 2, 3, 3, 4]))]
             if items and self.r.random() < 0.25:
                 items.append(self.r.choice(items))  # the same awaitable twice
-            return {
+            st = {
                 "op": "gather",
                 "tag": self.tag("a"),
                 "items": items,
                 "return_exceptions": self.r.random() < 0.4,
                 "reraise": self.r.random() < 0.4,
             }
+            if self.r.random() < 0.3:
+                st["bind"] = True  # cancel and status may name it
+                self.bound.append(st["tag"])
+            return st
         if r < 0.68:
             pool = [self.fut() for _ in range(2)] + self.complete[-4:]
             return {
