@@ -245,10 +245,14 @@ impl<T: 'static> FutureCore<T> {
         self.state.get() == FutState::Pending
     }
 
+    /// CPython's `_make_cancelled_error`: the `CancelledError` a cancelled
+    /// task ended with is handed out once; later calls make a new one from
+    /// the cancel message (`CancelledError()` for a task that cancelled
+    /// itself by raising).
     pub(crate) fn make_cancelled_error(&self) -> Error {
-        let info = self.cancel_info.borrow();
-        if let Some(e) = info.as_ref().and_then(|i| i.exc.as_ref()) {
-            return e.clone();
+        let mut info = self.cancel_info.borrow_mut();
+        if let Some(e) = info.as_mut().and_then(|i| i.exc.take()) {
+            return e;
         }
         Error::cancelled(info.as_ref().and_then(|i| i.message.as_deref()))
     }
@@ -909,7 +913,11 @@ pub(crate) fn poll_await_obj<O: ?Sized + FutureObj>(
             }
             return Some(Ok(()));
         }
-        if task.must_cancel.get() && task.resumed_from.get() == obj.addr() {
+        // Only the await the step resumed from is where the task was
+        // suspended; later awaits of done futures in the same step do not
+        // suspend (CPython's `await` of a done future returns at once).
+        let resumed_here = task.resumed_from.replace(std::ptr::null()) == obj.addr();
+        if task.must_cancel.get() && resumed_here {
             // The task was suspended here and cancelled before it resumed:
             // the cancellation wins over the result, as in Python. A waiter
             // that was itself cancelled keeps its own CancelledError.

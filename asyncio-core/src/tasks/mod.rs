@@ -98,6 +98,9 @@ pub(crate) struct TaskState {
     /// Identity of the future the current step resumed from.
     pub(crate) resumed_from: Cell<*const ()>,
     started: Cell<bool>,
+    /// `true` while a step of the task is on the stack (an eager task it
+    /// creates may run meanwhile, and cancel it).
+    stepping: Cell<bool>,
     /// Set while `cancel()` cancels the awaited future (see `task_cancel`).
     cancelling_now: Cell<bool>,
     /// A cancellation came back around a ring of tasks awaiting each other:
@@ -192,14 +195,17 @@ where
             return;
         }
         task.started.set(true);
+        task.stepping.set(true);
         let previous = swap_current_task(Some(self.clone() as Rc<dyn FutureObj>));
         let polled = {
             let Ok(mut slot) = self.ext.coro.try_borrow_mut() else {
                 swap_current_task(previous);
+                task.stepping.set(false);
                 return;
             };
             let Some(coro) = slot.as_mut() else {
                 swap_current_task(previous);
+                task.stepping.set(false);
                 return;
             };
             // SAFETY: the coroutine lives inside the task's `Rc` allocation,
@@ -213,6 +219,7 @@ where
             }))
         };
         swap_current_task(previous);
+        task.stepping.set(false);
         task.resumed_from.set(std::ptr::null());
         match polled {
             Ok(Poll::Pending) => {}
@@ -343,10 +350,9 @@ pub(crate) fn task_cancel<T: 'static>(cell: &Rc<DynCell<T>>, msg: Option<&str>) 
     // children are done, a finished future whose wake-up is on its way)
     // wakes the task itself, which then gets the cancellation, as in
     // CPython. A Rust task parked in a non-asyncio future needs a step to
-    // deliver it — unless it is the one running, whose next await does.
-    let running_now =
-        with_current_task(|t| t.is_some_and(|t| t.addr() == Rc::as_ptr(cell) as *const ()));
-    if !running_now && (!parked_on_asyncio_future || task.cancel_directly.get()) {
+    // deliver it — unless a step of it is running (itself, or an eager task
+    // it is creating, cancelling it): its next await delivers it.
+    if !task.stepping.get() && (!parked_on_asyncio_future || task.cancel_directly.get()) {
         cell.core.loop_.schedule_slot(task.key);
     }
     true
@@ -528,6 +534,7 @@ impl EventLoop {
             fut_waiter: RefCell::new(None),
             resumed_from: Cell::new(std::ptr::null()),
             started: Cell::new(false),
+            stepping: Cell::new(false),
             cancelling_now: Cell::new(false),
             cancel_directly: Cell::new(false),
             log_destroy_pending: Cell::new(true),
