@@ -365,3 +365,45 @@ async fn a_borrow_held_across_a_reentrant_call_is_a_reported_error() -> Result<(
     server.close();
     Ok(())
 }
+
+// ----- KeyboardInterrupt from a protocol -----
+
+#[test]
+fn keyboard_interrupt_from_data_received_leaves_the_loop_and_the_transport_open() {
+    // CPython's `_read_ready__data_received`: `except (SystemExit,
+    // KeyboardInterrupt): raise` — out of run_forever, nothing closed.
+    let loop_ = asyncio::new_event_loop().unwrap();
+    let (server, client, log) = loop_
+        .run_until_complete(async {
+            let (server, port, accepted) = serve_on_loopback(|log| Rec {
+                on_data: Some(Box::new(|_, data| {
+                    if data == b"interrupt" {
+                        return Err(Error::bare(asyncio::ErrorKind::KeyboardInterrupt));
+                    }
+                    Ok(())
+                })),
+                ..Rec::new(log)
+            })
+            .await?;
+            let (client, _) = connect(port, Rec::new).await?;
+            let log = accepted.next().await?;
+            Ok((server, client, log))
+        })
+        .unwrap();
+    client.write(b"interrupt").unwrap();
+    let err = loop_
+        .run_until_complete(async { asyncio::sleep(30).await })
+        .unwrap_err();
+    assert_eq!(err.kind(), asyncio::ErrorKind::KeyboardInterrupt);
+    assert!(!log.is_lost());
+    // The connection goes on.
+    client.write(b"more").unwrap();
+    let l = log.clone();
+    let data = loop_
+        .run_until_complete(async move { l.wait_data(13).await })
+        .unwrap();
+    assert_eq!(data, b"interruptmore");
+    server.close();
+    client.close();
+    loop_.close().unwrap();
+}

@@ -327,8 +327,18 @@ impl SocketTransport {
         self.loop_.call_exception_handler(ctx);
     }
 
-    /// CPython's `_fatal_error`: report (unless an `OSError`), then force-close.
+    /// CPython's `_fatal_error`: report (unless an `OSError`), then
+    /// force-close. A `KeyboardInterrupt`/`SystemExit` from the protocol
+    /// leaves the loop instead, the transport untouched, as CPython's
+    /// `except (SystemExit, KeyboardInterrupt): raise` does.
     fn fatal_error(&self, exc: Error, message: &str) {
+        if exc.kind().is_exit() {
+            self.loop_.raise_base_exception(exc);
+            // Reading goes on when the loop runs again (CPython's reader
+            // stays registered).
+            self.registration.schedule();
+            return;
+        }
         if exc.kind() == ErrorKind::OSError {
             if self.loop_.get_debug() {
                 tracing::debug!(target: "asyncio", "{:?}: {}", self, message);
@@ -703,8 +713,10 @@ impl SocketTransport {
                 "protocol.resume_writing() failed",
             ),
         };
-        if let Err(e) = called {
-            self.report(message, e);
+        match called {
+            Err(e) if e.kind().is_exit() => self.loop_.raise_base_exception(e),
+            Err(e) => self.report(message, e),
+            Ok(()) => {}
         }
     }
 }

@@ -691,6 +691,17 @@ impl EventLoop {
         Ok(TimerHandle { handle })
     }
 
+    /// For loop implementations: a `KeyboardInterrupt` or `SystemExit` that
+    /// user code raised (a protocol callback returned it) leaves
+    /// `run_forever` at the end of the current callback, as the exception
+    /// propagates out of CPython's loop. Other errors are ignored here: they
+    /// go to the exception handler.
+    pub fn raise_base_exception(&self, error: Error) {
+        if error.kind().is_exit() {
+            self.inner.escape(error);
+        }
+    }
+
     /// The loop's clock: seconds (as `f64`) on a monotonic clock.
     pub fn time(&self) -> f64 {
         events::monotonic()
