@@ -135,13 +135,17 @@ fn swap_current(vars: Snapshot, id: Option<u64>) -> (Snapshot, u64) {
     })
 }
 
-/// What a callback or task runs in.
-#[derive(Clone)]
-pub(crate) enum RunContext {
-    /// A private copy of the values current when it was scheduled (CPython
-    /// makes a new `Context` object with `copy_context()`); what the code
-    /// sets there is dropped afterwards.
-    Copy(Snapshot),
+/// What a callback runs in: `None` is a copy of the empty context (the
+/// common case, one null pointer in every handle); otherwise a copy of
+/// some values, or a context given explicitly.
+#[derive(Clone, Default)]
+pub(crate) struct RunContext(Option<Rc<RunContextKind>>);
+
+enum RunContextKind {
+    /// A private copy of the values current when the callback was
+    /// scheduled (CPython makes a new `Context` object with
+    /// `copy_context()`); what the code sets there is dropped afterwards.
+    Copy(Rc<Vars>),
     /// A context given explicitly, used itself.
     Given(Context),
 }
@@ -151,16 +155,21 @@ impl RunContext {
     #[inline]
     pub(crate) fn capture() -> RunContext {
         if !in_use() {
-            return RunContext::Copy(None);
+            return RunContext(None);
         }
-        RunContext::Copy(current_snapshot())
+        RunContext(current_snapshot().map(|vars| Rc::new(RunContextKind::Copy(vars))))
+    }
+
+    /// `context` itself (`context=ctx`).
+    pub(crate) fn given(context: &Context) -> RunContext {
+        RunContext(Some(Rc::new(RunContextKind::Given(context.clone()))))
     }
 
     /// `true` when running in this context needs no switch: an empty copy
     /// while no context variable was ever set.
     #[inline]
     pub(crate) fn is_trivial(&self) -> bool {
-        matches!(self, RunContext::Copy(None)) && !in_use()
+        self.0.is_none() && !in_use()
     }
 
     /// After a callback ran without a switch ([`is_trivial`](Self::is_trivial)):
@@ -175,19 +184,19 @@ impl RunContext {
     /// Runs `f` in this context. A given context already entered is
     /// CPython's `RuntimeError("cannot enter context: … is already entered")`.
     pub(crate) fn run<R>(&self, f: impl FnOnce() -> R) -> Result<R> {
-        match self {
-            RunContext::Copy(None) if !in_use() => {
-                let r = f();
-                RunContext::after_trivial_run();
-                Ok(r)
-            }
-            RunContext::Copy(snapshot) => {
-                let previous = swap_current(snapshot.clone(), None);
-                let _restore = Restore(Some(previous), None);
-                Ok(f())
-            }
-            RunContext::Given(ctx) => ctx.run(f),
+        if self.is_trivial() {
+            let r = f();
+            RunContext::after_trivial_run();
+            return Ok(r);
         }
+        let snapshot = match self.0.as_deref() {
+            None => None,
+            Some(RunContextKind::Copy(vars)) => Some(vars.clone()),
+            Some(RunContextKind::Given(ctx)) => return ctx.run(f),
+        };
+        let previous = swap_current(snapshot, None);
+        let _restore = Restore(Some(previous), None);
+        Ok(f())
     }
 }
 

@@ -604,7 +604,7 @@ impl EventLoop {
             callback,
             self.inner.debug.get(),
             None,
-            crate::contextvars::RunContext::Given(context.clone()),
+            crate::contextvars::RunContext::given(context),
         );
         self.inner.push_ready(Ready::Handle(handle.clone()));
         Ok(handle)
@@ -641,7 +641,7 @@ impl EventLoop {
         self.schedule_at(
             when,
             callback,
-            crate::contextvars::RunContext::Given(context.clone()),
+            crate::contextvars::RunContext::given(context),
         )
     }
 
@@ -1272,12 +1272,23 @@ impl LoopInner {
         let outcome = if cell.context.is_trivial() {
             let outcome = catch_unwind(AssertUnwindSafe(|| cell.callback.call()));
             crate::contextvars::RunContext::after_trivial_run();
+            if matches!(outcome, Ok(Ok(()))) {
+                return;
+            }
             outcome
         } else {
             catch_unwind(AssertUnwindSafe(|| {
                 cell.context.run(|| cell.callback.call()).and_then(|r| r)
             }))
         };
+        self.handle_failed(handle, outcome);
+    }
+
+    /// A callback returned an error or panicked: report it (or leave the
+    /// loop for `KeyboardInterrupt`/`SystemExit`).
+    #[cold]
+    #[inline(never)]
+    fn handle_failed(&self, handle: &Handle, outcome: std::thread::Result<Result<()>>) {
         let error = match outcome {
             Ok(Ok(())) => return,
             Ok(Err(e)) if e.kind().is_exit() => return self.escape(e),
