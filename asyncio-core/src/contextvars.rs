@@ -495,20 +495,24 @@ impl<T> ContextVar<T> {
 }
 
 impl<T: Clone + 'static> ContextVar<T> {
-    /// The value in the current context, else the default.
-    ///
-    /// Errors: `LookupError(<ContextVar name='…' at …>)` when neither exists.
-    pub fn get(&self) -> Result<T> {
+    /// The value in the current context, if set there.
+    fn lookup(&self) -> Option<T> {
         let id = self.id();
-        let found = CURRENT.with(|c| {
+        CURRENT.with(|c| {
             c.borrow()
                 .vars
                 .as_deref()
                 .and_then(|v| v.get(id))
                 .and_then(|v| v.downcast_ref::<T>())
                 .cloned()
-        });
-        match (found, &self.default) {
+        })
+    }
+
+    /// The value in the current context, else the default.
+    ///
+    /// Errors: `LookupError(<ContextVar name='…' at …>)` when neither exists.
+    pub fn get(&self) -> Result<T> {
+        match (self.lookup(), &self.default) {
             (Some(v), _) => Ok(v),
             (None, Some(d)) => Ok(d.clone()),
             (None, None) => Err(Error::new(ErrorKind::LookupError, self.repr())),
@@ -518,17 +522,7 @@ impl<T: Clone + 'static> ContextVar<T> {
     /// `var.get(default)`: the value in the current context, else `default`
     /// (before the variable's own default).
     pub fn get_or(&self, default: T) -> T {
-        let id = self.id();
-        CURRENT
-            .with(|c| {
-                c.borrow()
-                    .vars
-                    .as_deref()
-                    .and_then(|v| v.get(id))
-                    .and_then(|v| v.downcast_ref::<T>())
-                    .cloned()
-            })
-            .unwrap_or(default)
+        self.lookup().unwrap_or(default)
     }
 
     /// Sets the value in the current context; the token undoes it
