@@ -964,3 +964,32 @@ fn p25_reports_reach_stderr_when_no_subscriber_is_installed() {
         "{stderr}"
     );
 }
+
+#[test]
+fn p6_a_task_group_holding_a_base_exception_raises_a_base_exception_group() {
+    // q2d.py: a child raising a BaseException that is not KeyboardInterrupt
+    // or SystemExit: BaseExceptionGroup('unhandled errors in a TaskGroup',
+    // [ValueError('v'), MyBase('b')]).
+    let err = on_loop(|_| async {
+        let tg = asyncio::TaskGroup::new();
+        let outcome = tg
+            .run(async {
+                tg.create_task(async {
+                    asyncio::sleep(0).await?;
+                    Err::<(), _>(Error::value("v"))
+                })?;
+                tg.create_task(async {
+                    asyncio::sleep(0).await?;
+                    Err::<(), _>(Error::new(ErrorKind::GeneratorExit, "b"))
+                })?;
+                Ok(())
+            })
+            .await;
+        Ok(outcome.unwrap_err())
+    });
+    assert_eq!(err.kind(), ErrorKind::BaseExceptionGroup);
+    assert_eq!(
+        format!("{err:?}"),
+        "BaseExceptionGroup('unhandled errors in a TaskGroup', [ValueError('v'), GeneratorExit('b')])"
+    );
+}
