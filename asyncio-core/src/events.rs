@@ -144,16 +144,64 @@ where
     }
 }
 
+/// The callback of a reader or writer: run every time its descriptor is
+/// ready. Cancelling it from inside itself (`remove_reader` in the reader)
+/// drops it once the call returns.
+pub(crate) struct RepeatingSlot<F> {
+    callback: RefCell<Option<F>>,
+    cleared: Cell<bool>,
+}
+
+impl<F, R> Callback for RepeatingSlot<F>
+where
+    F: FnMut() -> R,
+    R: CallbackResult,
+{
+    fn call(&self) -> Result<()> {
+        if self.cleared.get() {
+            return Ok(());
+        }
+        let outcome = {
+            let Ok(mut slot) = self.callback.try_borrow_mut() else {
+                return Ok(()); // re-entered: the outer call is running it
+            };
+            match slot.as_mut() {
+                Some(f) => f().into_result(),
+                None => Ok(()),
+            }
+        };
+        if self.cleared.get() {
+            let f = self.callback.borrow_mut().take();
+            drop(f);
+        }
+        outcome
+    }
+
+    fn clear(&self) {
+        self.cleared.set(true);
+        if let Ok(mut slot) = self.callback.try_borrow_mut() {
+            let f = slot.take();
+            drop(slot);
+            drop(f);
+        }
+    }
+
+    fn is_spent(&self) -> bool {
+        self.cleared.get()
+    }
+
+    fn name(&self) -> &'static str {
+        callback_name::<F>()
+    }
+}
+
 /// The name of a closure type, trimmed for reports: `my_crate::main::{{closure}}`.
 pub(crate) fn callback_name<F>() -> &'static str {
     std::any::type_name::<F>()
 }
 
-/// A handle's allocation. `repr(C)`, pointer-sized fields first and the
-/// flags together before the callback: the layout rustc picked otherwise put
-/// the callback at an odd offset of the stack temporary it builds the cell
-/// in, and the unaligned copies into the heap stalled on store forwarding
-/// (a third of `call_soon`'s time).
+/// A handle's allocation: pointer-sized fields first, the flags together,
+/// the callback last (it is unsized behind `Handle`).
 #[repr(C)]
 pub(crate) struct HandleCell<C: ?Sized> {
     /// For timers: the deadline in `loop.time()` seconds.
@@ -205,6 +253,30 @@ impl Handle {
             timer,
             crate::contextvars::RunContext::capture(),
         )
+    }
+
+    /// A handle whose callback runs each time the loop runs it (a reader
+    /// or writer), in a copy of the current context.
+    #[track_caller]
+    pub(crate) fn new_repeating<F, R>(callback: F, debug: bool) -> Handle
+    where
+        F: FnMut() -> R + 'static,
+        R: CallbackResult + 'static,
+    {
+        let cell: Rc<HandleCell<dyn Callback>> = Rc::new(HandleCell {
+            when: Cell::new(0.0),
+            timer_loop: None,
+            location: Location::caller(),
+            context: crate::contextvars::RunContext::capture(),
+            cancelled: Cell::new(false),
+            scheduled: Cell::new(false),
+            debug,
+            callback: RepeatingSlot {
+                callback: RefCell::new(Some(callback)),
+                cleared: Cell::new(false),
+            },
+        });
+        Handle { cell }
     }
 
     /// A handle running `callback` in `context`.

@@ -69,3 +69,250 @@ pub fn kind_name(kind: i32) -> String {
         n => n.to_string(),
     }
 }
+
+// ===== the socket type =====
+
+use std::fmt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+
+use crate::exceptions::{Error, Result};
+use crate::transports::Address;
+
+/// A socket (Python's `socket.socket`), for the loop's `sock_*` coroutines
+/// (`sock_recv`, `sock_sendall`, `sock_connect`, `sock_accept`, …) and the
+/// `sock=` arguments.
+///
+/// It owns its descriptor and derefs to [`socket2::Socket`] for everything
+/// else (`bind`, `listen`, `set_reuse_address`, …). Make one with
+/// [`Socket::new`] or [`Socket::pair`], or from any `std` or `socket2`
+/// socket, or an `OwnedFd`. Like Python's, a new socket is blocking; the
+/// loop's coroutines want it non-blocking (`setblocking(false)`: in debug
+/// mode a blocking one is refused).
+///
+/// ```no_run
+/// # async fn f() -> asyncio_core::Result<()> {
+/// use asyncio_core::socket::{Socket, AF_UNIX, SOCK_STREAM};
+/// let (a, b) = Socket::pair(AF_UNIX, SOCK_STREAM, 0)?;
+/// a.setblocking(false)?;
+/// b.setblocking(false)?;
+/// let loop_ = asyncio_core::get_running_loop()?;
+/// loop_.sock_sendall(&a, b"ping").await?;
+/// assert_eq!(loop_.sock_recv(&b, 1024).await?, b"ping");
+/// # Ok(()) }
+/// ```
+///
+/// (The README runs this example.)
+pub struct Socket {
+    inner: socket2::Socket,
+}
+
+impl Socket {
+    /// `socket.socket(family, type, proto)`.
+    pub fn new(family: i32, type_: i32, proto: i32) -> Result<Socket> {
+        let proto = (proto != 0).then(|| socket2::Protocol::from(proto));
+        let inner = socket2::Socket::new(
+            socket2::Domain::from(family),
+            socket2::Type::from(type_),
+            proto,
+        )
+        .map_err(Error::from)?;
+        Ok(Socket { inner })
+    }
+
+    /// `socket.socketpair(family, type, proto)`: two connected sockets.
+    pub fn pair(family: i32, type_: i32, proto: i32) -> Result<(Socket, Socket)> {
+        let proto = (proto != 0).then(|| socket2::Protocol::from(proto));
+        let (a, b) = socket2::Socket::pair(
+            socket2::Domain::from(family),
+            socket2::Type::from(type_),
+            proto,
+        )
+        .map_err(Error::from)?;
+        Ok((Socket { inner: a }, Socket { inner: b }))
+    }
+
+    /// `sock.fileno()`.
+    pub fn fileno(&self) -> RawFd {
+        self.inner.as_raw_fd()
+    }
+
+    /// `sock.family` (`AF_INET`, `AF_INET6`, `AF_UNIX`).
+    pub fn family(&self) -> i32 {
+        self.inner.domain().map(i32::from).unwrap_or(0)
+    }
+
+    /// `sock.type` (`SOCK_STREAM`, `SOCK_DGRAM`).
+    pub fn type_(&self) -> i32 {
+        self.inner.r#type().map(i32::from).unwrap_or(0)
+    }
+
+    /// `sock.proto`.
+    pub fn proto(&self) -> i32 {
+        self.inner
+            .protocol()
+            .ok()
+            .flatten()
+            .map(i32::from)
+            .unwrap_or(0)
+    }
+
+    /// `sock.setblocking(flag)`.
+    pub fn setblocking(&self, flag: bool) -> Result<()> {
+        self.inner.set_nonblocking(!flag).map_err(Error::from)
+    }
+
+    /// `sock.gettimeout()`: `Some(0.0)` for a non-blocking socket, `None`
+    /// for a blocking one.
+    pub fn gettimeout(&self) -> Option<f64> {
+        self.inner.nonblocking().unwrap_or(false).then_some(0.0)
+    }
+
+    /// `sock.getsockname()`.
+    pub fn getsockname(&self) -> Result<Address> {
+        let addr = self.inner.local_addr().map_err(Error::from)?;
+        Ok(sockaddr_to_address(&addr))
+    }
+
+    /// `sock.getpeername()`.
+    pub fn getpeername(&self) -> Result<Address> {
+        let addr = self.inner.peer_addr().map_err(Error::from)?;
+        Ok(sockaddr_to_address(&addr))
+    }
+
+    /// The `socket2` socket (also reachable through `Deref`).
+    pub fn as_socket2(&self) -> &socket2::Socket {
+        &self.inner
+    }
+
+    /// The `socket2` socket, by value.
+    pub fn into_socket2(self) -> socket2::Socket {
+        self.inner
+    }
+}
+
+/// A `socket2` address as Python shows it.
+pub(crate) fn sockaddr_to_address(addr: &socket2::SockAddr) -> Address {
+    if let Some(inet) = addr.as_socket() {
+        return Address::Inet(inet);
+    }
+    if let Some(path) = addr.as_pathname() {
+        return Address::Unix(path.to_path_buf());
+    }
+    if let Some(name) = addr.as_abstract_namespace() {
+        return Address::UnixAbstract(name.to_vec());
+    }
+    Address::Unix(Default::default())
+}
+
+/// The `socket2` address of an [`Address`].
+pub(crate) fn address_to_sockaddr(addr: &Address) -> Result<socket2::SockAddr> {
+    match addr {
+        Address::Inet(a) => Ok(socket2::SockAddr::from(*a)),
+        Address::Unix(p) => {
+            let bytes = p.as_os_str().as_encoded_bytes();
+            if bytes.first() != Some(&0) && bytes.contains(&0) {
+                return Err(Error::value("embedded null byte"));
+            }
+            socket2::SockAddr::unix(p).map_err(Error::from)
+        }
+        Address::UnixAbstract(name) => {
+            let mut bytes = vec![0u8];
+            bytes.extend_from_slice(name);
+            let path = std::path::PathBuf::from(
+                <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&bytes),
+            );
+            socket2::SockAddr::unix(path).map_err(Error::from)
+        }
+    }
+}
+
+impl std::ops::Deref for Socket {
+    type Target = socket2::Socket;
+
+    fn deref(&self) -> &socket2::Socket {
+        &self.inner
+    }
+}
+
+impl AsRawFd for Socket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.inner.as_raw_fd()
+    }
+}
+
+impl AsFd for Socket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.as_fd()
+    }
+}
+
+impl IntoRawFd for Socket {
+    fn into_raw_fd(self) -> RawFd {
+        self.inner.into_raw_fd()
+    }
+}
+
+impl FromRawFd for Socket {
+    /// # Safety
+    /// `fd` must be an open socket that nothing else owns.
+    unsafe fn from_raw_fd(fd: RawFd) -> Socket {
+        // SAFETY: passed on from the caller.
+        Socket {
+            inner: unsafe { socket2::Socket::from_raw_fd(fd) },
+        }
+    }
+}
+
+impl From<Socket> for OwnedFd {
+    fn from(sock: Socket) -> OwnedFd {
+        sock.inner.into()
+    }
+}
+
+macro_rules! socket_from {
+    ($($t:ty),* $(,)?) => {$(
+        impl From<$t> for Socket {
+            fn from(s: $t) -> Socket {
+                Socket { inner: socket2::Socket::from(OwnedFd::from(s)) }
+            }
+        }
+    )*};
+}
+
+socket_from!(
+    OwnedFd,
+    std::net::TcpStream,
+    std::net::TcpListener,
+    std::net::UdpSocket,
+    std::os::unix::net::UnixStream,
+    std::os::unix::net::UnixListener,
+    std::os::unix::net::UnixDatagram,
+);
+
+impl From<socket2::Socket> for Socket {
+    fn from(inner: socket2::Socket) -> Socket {
+        Socket { inner }
+    }
+}
+
+/// Python's `repr(sock)`: `<socket.socket fd=5, family=2, type=1, proto=0,
+/// laddr=('127.0.0.1', 8888)>`.
+impl fmt::Debug for Socket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "<socket.socket fd={}, family={}, type={}, proto={}",
+            self.fileno(),
+            self.family(),
+            self.type_(),
+            self.proto()
+        )?;
+        if let Ok(l) = self.getsockname() {
+            write!(f, ", laddr={}", l.socket_repr())?;
+        }
+        if let Ok(r) = self.getpeername() {
+            write!(f, ", raddr={}", r.socket_repr())?;
+        }
+        f.write_str(">")
+    }
+}

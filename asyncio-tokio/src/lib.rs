@@ -10,6 +10,7 @@
 
 mod base_events;
 mod dns;
+mod fd_events;
 mod selector_events;
 mod unix_events;
 

@@ -291,6 +291,10 @@ impl SocketTransport {
         transport
             .registration
             .activate(transport.clone() as Rc<dyn Schedulable>);
+        if let Some(t) = loop_.implementation::<crate::TokioEventLoop>() {
+            let owner: Weak<dyn crate::fd_events::FdOwner> = transport.this.clone();
+            t.fds().add_transport(transport.info.fd, owner);
+        }
         if let Some(server) = server {
             let weak: Weak<dyn Transport> = transport.this.clone();
             transport.state.borrow_mut().server = Some(server.attach(weak));
@@ -444,6 +448,11 @@ impl SocketTransport {
         // The token goes first: a `TransportSocket` must never see it alive
         // with the descriptor closed.
         drop(alive);
+        if stream.is_some() {
+            if let Some(t) = self.loop_.implementation::<crate::TokioEventLoop>() {
+                t.fds().forget_transport(self.info.fd);
+            }
+        }
         drop(stream);
         let protocol = self.protocol.borrow_mut().take();
         drop(protocol);

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::rc::Rc;
 
 use asyncio_core::base_events::{
@@ -16,8 +16,9 @@ use asyncio_core::base_events::{
     LocalBoxFuture, ServerOptions, ServerProtocolFactory, UnixConnectionOptions, UnixServerOptions,
 };
 use asyncio_core::transports::Transport;
-use asyncio_core::{AbstractEventLoop, Error, EventLoop, Result, Server};
+use asyncio_core::{AbstractEventLoop, Error, EventLoop, Handle, Result, Server};
 
+use crate::fd_events::FdTable;
 use crate::selector_events::{new_read_buffer, ReadBuffer};
 use crate::{base_events, dns};
 use tokio::runtime::{Builder, LocalOptions, LocalRuntime};
@@ -28,6 +29,7 @@ pub struct TokioEventLoop {
     runtime: RefCell<Option<LocalRuntime>>,
     timer: RefCell<Option<Pin<Box<tokio::time::Sleep>>>>,
     read_buffer: RefCell<Option<ReadBuffer>>,
+    fds: FdTable,
 }
 
 impl fmt::Debug for TokioEventLoop {
@@ -49,11 +51,17 @@ impl TokioEventLoop {
             runtime: RefCell::new(Some(runtime)),
             timer: RefCell::new(None),
             read_buffer: RefCell::new(None),
+            fds: FdTable::default(),
         })
     }
 
     /// The loop's read buffer (256 KiB, made on first use), lent to every
     /// transport's `data_received`.
+    /// The descriptors the loop watches and the ones its transports own.
+    pub(crate) fn fds(&self) -> &FdTable {
+        &self.fds
+    }
+
     pub(crate) fn read_buffer(&self) -> Option<ReadBuffer> {
         self.runtime.borrow().as_ref()?;
         Some(
@@ -129,6 +137,7 @@ impl AbstractEventLoop for TokioEventLoop {
     }
 
     fn close(&self) {
+        self.fds.clear();
         let timer = self.timer.borrow_mut().take();
         drop(timer);
         let runtime = self.runtime.borrow_mut().take();
@@ -233,6 +242,24 @@ impl AbstractNetwork for TokioEventLoop {
             factory,
             sock,
         ))
+    }
+
+    fn add_fd_callback(
+        &self,
+        loop_: &EventLoop,
+        fd: RawFd,
+        handle: Handle,
+        reading: bool,
+    ) -> Result<()> {
+        self.fds.add(loop_, fd, handle, reading)
+    }
+
+    fn remove_fd_callback(&self, fd: RawFd, reading: bool) -> bool {
+        self.fds.remove(fd, reading)
+    }
+
+    fn ensure_fd_no_transport(&self, fd: RawFd) -> Result<()> {
+        self.fds.ensure_no_transport(fd)
     }
 }
 

@@ -13,7 +13,9 @@ use std::task::{Context, Poll, Waker};
 use futures_util::task::AtomicWaker;
 
 mod network;
+mod selector;
 mod server;
+mod sock;
 mod threadsafe;
 
 pub use network::{
@@ -23,6 +25,7 @@ pub use network::{
     ServerProtocolFactory, UnixConnectionOptions, UnixServerOptions,
 };
 pub use server::{AbstractServer, Listener, Server, ServerClient};
+pub use sock::SocketAddressArg;
 
 pub(crate) use threadsafe::ThreadsafeCall;
 pub use threadsafe::{ThreadsafeHandle, ThreadsafeLoop};
@@ -689,6 +692,16 @@ impl EventLoop {
         );
         self.inner.push_timer(handle.clone(), when);
         Ok(TimerHandle { handle })
+    }
+
+    /// For loop implementations: runs `handle` now, as the loop runs a ready
+    /// callback (its error or panic goes to the exception handler; a
+    /// `KeyboardInterrupt`/`SystemExit` leaves the loop). A cancelled handle
+    /// does nothing.
+    pub fn run_handle(&self, handle: &Handle) {
+        if !handle.cancelled() {
+            self.inner.run_handle(handle);
+        }
     }
 
     /// For loop implementations: a `KeyboardInterrupt` or `SystemExit` that

@@ -265,10 +265,31 @@ pub trait AbstractNetwork {
         factory: ConnectionProtocolFactory,
         sock: OwnedFd,
     ) -> LocalBoxFuture<'static, Result<Rc<dyn Transport>>>;
+
+    /// CPython's `_add_reader` (`reading`) or `_add_writer`: `handle` runs
+    /// (through [`EventLoop::run_handle`]) in every iteration in which `fd`
+    /// is ready, level-triggered, replacing and cancelling the previous
+    /// callback of that direction.
+    fn add_fd_callback(
+        &self,
+        loop_: &EventLoop,
+        fd: std::os::fd::RawFd,
+        handle: crate::events::Handle,
+        reading: bool,
+    ) -> Result<()>;
+
+    /// CPython's `_remove_reader` / `_remove_writer`: `true` if a callback
+    /// was removed (and cancelled).
+    fn remove_fd_callback(&self, fd: std::os::fd::RawFd, reading: bool) -> bool;
+
+    /// CPython's `_ensure_fd_no_transport`: `RuntimeError("File descriptor
+    /// N is used by transport …")` while a transport that is not closing
+    /// owns `fd`.
+    fn ensure_fd_no_transport(&self, fd: std::os::fd::RawFd) -> Result<()>;
 }
 
 impl EventLoop {
-    fn network(&self) -> Result<&dyn AbstractNetwork> {
+    pub(crate) fn network(&self) -> Result<&dyn AbstractNetwork> {
         self.check_closed()?;
         self.inner.backend().network().ok_or_else(|| {
             Error::runtime(format!(
