@@ -17,33 +17,6 @@ use std::time::Duration;
 use asyncio::{BaseProtocol, ErrorKind, EventLoop, ExceptionContext, Protocol, Result, Transport};
 use net_common::*;
 
-const CHILD: &str = "ASYNCIO_TEST_LIFECYCLE_CHILD";
-
-/// Runs the test `name` alone in a child process (this test binary) and
-/// fails if it fails there; returns `true` in the child, where the caller
-/// then does the work.
-fn in_child(name: &str) -> bool {
-    if std::env::var(CHILD).as_deref() == Ok(name) {
-        return true;
-    }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env(CHILD, name)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "child {name} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    false
-}
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
 fn new_loop() -> EventLoop {
     asyncio::new_event_loop().unwrap()
 }

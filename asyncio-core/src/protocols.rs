@@ -461,3 +461,128 @@ impl<P: BufferedProtocol> IntoStreamProtocol for Buffered<Rc<P>> {
         (StreamProtocolRef::buffered(self.0.clone()), self.0)
     }
 }
+
+/// The calls a datagram transport makes on its protocol.
+trait DatagramCalls {
+    fn connection_made(&self, transport: Rc<dyn DatagramTransport>) -> Result<()>;
+    fn datagram_received(&self, data: &[u8], addr: Address) -> Result<()>;
+    fn error_received(&self, exc: Error) -> Result<()>;
+    fn connection_lost(&self, exc: Option<Error>) -> Result<()>;
+    fn pause_writing(&self) -> Result<()>;
+    fn resume_writing(&self) -> Result<()>;
+}
+
+struct DatagramShim<P>(Rc<P>);
+
+impl<P: DatagramProtocol> DatagramCalls for DatagramShim<P> {
+    fn connection_made(&self, transport: Rc<dyn DatagramTransport>) -> Result<()> {
+        self.0.connection_made(transport)
+    }
+    fn datagram_received(&self, data: &[u8], addr: Address) -> Result<()> {
+        self.0.datagram_received(data, addr)
+    }
+    fn error_received(&self, exc: Error) -> Result<()> {
+        self.0.error_received(exc)
+    }
+    fn connection_lost(&self, exc: Option<Error>) -> Result<()> {
+        self.0.connection_lost(exc)
+    }
+    fn pause_writing(&self) -> Result<()> {
+        self.0.pause_writing()
+    }
+    fn resume_writing(&self) -> Result<()> {
+        self.0.resume_writing()
+    }
+}
+
+/// A datagram protocol as its transport holds it (see [`StreamProtocolRef`]:
+/// every call catches a panic as an error, and calls may nest).
+#[derive(Clone)]
+pub struct DatagramProtocolRef {
+    calls: Rc<dyn DatagramCalls>,
+    any: Rc<dyn Any>,
+    name: &'static str,
+}
+
+impl DatagramProtocolRef {
+    /// Wraps a shared [`DatagramProtocol`].
+    pub fn new<P: DatagramProtocol>(protocol: Rc<P>) -> DatagramProtocolRef {
+        DatagramProtocolRef {
+            calls: Rc::new(DatagramShim(protocol.clone())),
+            any: protocol,
+            name: std::any::type_name::<P>(),
+        }
+    }
+
+    /// The protocol as its concrete type, if it is a `P`.
+    pub fn downcast<P: 'static>(&self) -> Option<Rc<P>> {
+        self.any.clone().downcast::<P>().ok()
+    }
+
+    /// `connection_made(transport)`.
+    pub fn connection_made(&self, transport: Rc<dyn DatagramTransport>) -> Result<()> {
+        guarded(|| self.calls.connection_made(transport))
+    }
+
+    /// `datagram_received(data, addr)`.
+    pub fn datagram_received(&self, data: &[u8], addr: Address) -> Result<()> {
+        guarded(|| self.calls.datagram_received(data, addr))
+    }
+
+    /// `error_received(exc)`.
+    pub fn error_received(&self, exc: Error) -> Result<()> {
+        guarded(|| self.calls.error_received(exc))
+    }
+
+    /// `connection_lost(exc)`.
+    pub fn connection_lost(&self, exc: Option<Error>) -> Result<()> {
+        guarded(|| self.calls.connection_lost(exc))
+    }
+
+    /// `pause_writing()`.
+    pub fn pause_writing(&self) -> Result<()> {
+        guarded(|| self.calls.pause_writing())
+    }
+
+    /// `resume_writing()`.
+    pub fn resume_writing(&self) -> Result<()> {
+        guarded(|| self.calls.resume_writing())
+    }
+}
+
+impl fmt::Debug for DatagramProtocolRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "<{} object at {:p}>",
+            crate::format_helpers::callable_name(self.name),
+            Rc::as_ptr(&self.any) as *const ()
+        )
+    }
+}
+
+/// What a datagram protocol factory may return: a [`DatagramProtocol`]
+/// (made into an `Rc` by the loop), or such an `Rc`.
+pub trait IntoDatagramProtocol: 'static {
+    /// The protocol type the caller gets back.
+    type Protocol: 'static;
+
+    /// Shares the protocol: one handle for the transport, one for the caller.
+    fn into_datagram_protocol(self) -> (DatagramProtocolRef, Rc<Self::Protocol>);
+}
+
+impl<P: DatagramProtocol> IntoDatagramProtocol for P {
+    type Protocol = P;
+
+    fn into_datagram_protocol(self) -> (DatagramProtocolRef, Rc<P>) {
+        Rc::new(self).into_datagram_protocol()
+    }
+}
+
+impl<P: DatagramProtocol> IntoDatagramProtocol for Rc<P> {
+    type Protocol = P;
+
+    fn into_datagram_protocol(self) -> (DatagramProtocolRef, Rc<P>) {
+        (DatagramProtocolRef::new(self.clone()), self)
+    }
+}

@@ -73,6 +73,8 @@ pub fn kind_name(kind: i32) -> String {
 // ===== the socket type =====
 
 use std::fmt;
+use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 use crate::exceptions::{Error, Result};
@@ -170,13 +172,32 @@ impl Socket {
     /// `sock.getsockname()`.
     pub fn getsockname(&self) -> Result<Address> {
         let addr = self.inner.local_addr().map_err(Error::from)?;
-        Ok(sockaddr_to_address(&addr))
+        Ok(Address::from_sockaddr(&addr))
     }
 
     /// `sock.getpeername()`.
     pub fn getpeername(&self) -> Result<Address> {
         let addr = self.inner.peer_addr().map_err(Error::from)?;
-        Ok(sockaddr_to_address(&addr))
+        Ok(Address::from_sockaddr(&addr))
+    }
+
+    /// `sock.recv_into(buf)`: the number of bytes read (0 at EOF, or for
+    /// an empty datagram).
+    pub fn recv_into(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.recv(as_uninit(buf))
+    }
+
+    /// `sock.recvfrom_into(buf)`: a datagram read into `buf`, and its
+    /// sender.
+    pub fn recvfrom_into(&self, buf: &mut [u8]) -> io::Result<(usize, Address)> {
+        let (n, addr) = self.inner.recv_from(as_uninit(buf))?;
+        Ok((n, Address::from_sockaddr(&addr)))
+    }
+
+    /// `sock.sendto(data, address)`: the number of bytes sent.
+    pub fn sendto(&self, data: &[u8], address: &Address) -> Result<usize> {
+        let addr = address.to_sockaddr()?;
+        self.inner.send_to(data, &addr).map_err(Error::from)
     }
 
     /// The `socket2` socket (also reachable through `Deref`).
@@ -187,42 +208,6 @@ impl Socket {
     /// The `socket2` socket, by value.
     pub fn into_socket2(self) -> socket2::Socket {
         self.inner
-    }
-}
-
-/// A `socket2` address as Python shows it.
-pub(crate) fn sockaddr_to_address(addr: &socket2::SockAddr) -> Address {
-    if let Some(inet) = addr.as_socket() {
-        return Address::Inet(inet);
-    }
-    if let Some(path) = addr.as_pathname() {
-        return Address::Unix(path.to_path_buf());
-    }
-    if let Some(name) = addr.as_abstract_namespace() {
-        return Address::UnixAbstract(name.to_vec());
-    }
-    Address::Unix(Default::default())
-}
-
-/// The `socket2` address of an [`Address`].
-pub(crate) fn address_to_sockaddr(addr: &Address) -> Result<socket2::SockAddr> {
-    match addr {
-        Address::Inet(a) => Ok(socket2::SockAddr::from(*a)),
-        Address::Unix(p) => {
-            let bytes = p.as_os_str().as_encoded_bytes();
-            if bytes.first() != Some(&0) && bytes.contains(&0) {
-                return Err(Error::value("embedded null byte"));
-            }
-            socket2::SockAddr::unix(p).map_err(Error::from)
-        }
-        Address::UnixAbstract(name) => {
-            let mut bytes = vec![0u8];
-            bytes.extend_from_slice(name);
-            let path = std::path::PathBuf::from(
-                <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&bytes),
-            );
-            socket2::SockAddr::unix(path).map_err(Error::from)
-        }
     }
 }
 
@@ -315,4 +300,11 @@ impl fmt::Debug for Socket {
         }
         f.write_str(">")
     }
+}
+
+/// `&mut [u8]` as the uninitialised buffer `socket2` reads into.
+pub(crate) fn as_uninit(buf: &mut [u8]) -> &mut [MaybeUninit<u8>] {
+    // SAFETY: `MaybeUninit<u8>` has `u8`'s layout, and the callee only
+    // writes initialised bytes into it, so `buf` stays initialised.
+    unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) }
 }

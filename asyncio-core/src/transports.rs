@@ -17,8 +17,10 @@ use crate::protocols::StreamProtocolRef;
 /// The default high-water mark of write buffers (64 KiB).
 pub const DEFAULT_HIGH_WATER: usize = 64 * 1024;
 
-/// Base of all transports (Python's `BaseTransport`).
-pub trait BaseTransport {
+/// Base of all transports (Python's `BaseTransport`); `{:?}` is Python's
+/// `repr()` (`<_SelectorSocketTransport fd=7 read=polling write=<idle,
+/// bufsize=0>>`).
+pub trait BaseTransport: fmt::Debug {
     /// Transport information by name (`peername`, `sockname`, `socket`, …);
     /// `None` for an unknown name (Python's `default`).
     fn get_extra_info(&self, name: &str) -> Option<ExtraInfo>;
@@ -98,14 +100,27 @@ pub trait Transport: ReadTransport + WriteTransport {
 
 /// A datagram transport (Python's `DatagramTransport`).
 pub trait DatagramTransport: BaseTransport {
-    /// Sends `data` to `addr` (`None` for a connected endpoint's peer).
+    /// Sends `data` to `addr` (`None` for a connected endpoint's peer): at
+    /// once if nothing is buffered, else after the buffered datagrams. A
+    /// send that fails with an `OSError` goes to the protocol's
+    /// `error_received`.
+    ///
+    /// Errors: on a connected endpoint, an address other than the peer's is
+    /// `ValueError("Invalid address: must be None or ('…', …)")`.
     fn sendto(&self, data: &[u8], addr: Option<Address>) -> Result<()>;
 
     /// Closes at once, dropping buffered datagrams.
     fn abort(&self);
 
-    /// Bytes waiting in the send buffer.
+    /// Bytes waiting in the send buffer (each datagram counts its length
+    /// plus 8 header bytes, as in CPython).
     fn get_write_buffer_size(&self) -> usize;
+
+    /// Sets the flow-control marks (see [`WriteTransport::set_write_buffer_limits`]).
+    fn set_write_buffer_limits(&self, high: Option<usize>, low: Option<usize>) -> Result<()>;
+
+    /// `(low, high)`.
+    fn get_write_buffer_limits(&self) -> (usize, usize);
 }
 
 /// A child process's transport (Python's `SubprocessTransport`).
@@ -174,6 +189,44 @@ pub enum Address {
 }
 
 impl Address {
+    /// The address of a `socket2` address, as Python shows it (an unnamed
+    /// Unix socket: an empty path).
+    pub fn from_sockaddr(addr: &socket2::SockAddr) -> Address {
+        if let Some(inet) = addr.as_socket() {
+            return Address::Inet(inet);
+        }
+        if let Some(path) = addr.as_pathname() {
+            return Address::Unix(path.to_path_buf());
+        }
+        if let Some(name) = addr.as_abstract_namespace() {
+            return Address::UnixAbstract(name.to_vec());
+        }
+        Address::Unix(Default::default())
+    }
+
+    /// The `socket2` address; a NUL inside a file path is
+    /// `ValueError("embedded null byte")`.
+    pub fn to_sockaddr(&self) -> Result<socket2::SockAddr> {
+        match self {
+            Address::Inet(a) => Ok(socket2::SockAddr::from(*a)),
+            Address::Unix(p) => {
+                let bytes = p.as_os_str().as_encoded_bytes();
+                if bytes.first() != Some(&0) && bytes.contains(&0) {
+                    return Err(Error::value("embedded null byte"));
+                }
+                socket2::SockAddr::unix(p).map_err(Error::from)
+            }
+            Address::UnixAbstract(name) => {
+                let mut bytes = vec![0u8];
+                bytes.extend_from_slice(name);
+                let path = PathBuf::from(
+                    <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&bytes),
+                );
+                socket2::SockAddr::unix(path).map_err(Error::from)
+            }
+        }
+    }
+
     /// The IP address and port, for `Inet`.
     pub fn as_inet(&self) -> Option<SocketAddr> {
         match self {

@@ -86,7 +86,7 @@ pub(crate) fn unix_sockaddr(path: &std::path::Path) -> Result<SockAddr> {
 }
 
 /// Python's `repr()` of a socket, for error messages.
-fn socket_repr(info: &SocketInfo) -> String {
+pub(crate) fn socket_repr(info: &SocketInfo) -> String {
     let mut s = format!(
         "<socket.socket fd={}, family={}, type={}, proto={}",
         info.fd, info.family, info.kind, info.proto
@@ -133,7 +133,7 @@ fn os_error(e: &io::Error, message: String) -> Error {
 /// Python's `str(exc.strerror).lower()` with its `[errno N]` prefix, as
 /// 3.13 prints it in bind errors.
 /// Python's `repr()` of the `OSError` for `e`: `NotADirectoryError(20, 'Not a directory')`.
-fn os_error_repr(e: &io::Error) -> String {
+pub(crate) fn os_error_repr(e: &io::Error) -> String {
     match e.raw_os_error() {
         Some(n) => {
             let err = Error::from(io::Error::from_raw_os_error(n));

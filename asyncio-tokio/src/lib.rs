@@ -9,6 +9,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod base_events;
+mod datagram;
 mod dns;
 mod fd_events;
 mod selector_events;

@@ -142,22 +142,6 @@ pub(crate) struct SocketInfo {
     pub(crate) peername: Option<Address>,
 }
 
-pub(crate) fn sock_address(addr: &socket2::SockAddr) -> Option<Address> {
-    if let Some(inet) = addr.as_socket() {
-        return Some(Address::Inet(inet));
-    }
-    if addr.is_unix() {
-        if let Some(path) = addr.as_pathname() {
-            return Some(Address::Unix(path.to_path_buf()));
-        }
-        if let Some(name) = addr.as_abstract_namespace() {
-            return Some(Address::UnixAbstract(name.to_vec()));
-        }
-        return Some(Address::Unix(Default::default()));
-    }
-    None
-}
-
 impl SocketInfo {
     pub(crate) fn of(fd: impl AsFd) -> SocketInfo {
         let sock = socket2::SockRef::from(&fd);
@@ -165,8 +149,8 @@ impl SocketInfo {
         let family = sock.domain().map(i32::from).unwrap_or(0);
         let kind = sock.r#type().map(i32::from).unwrap_or(0);
         let proto = sock.protocol().ok().flatten().map(i32::from).unwrap_or(0);
-        let sockname = sock.local_addr().ok().and_then(|a| sock_address(&a));
-        let peername = sock.peer_addr().ok().and_then(|a| sock_address(&a));
+        let sockname = sock.local_addr().ok().map(|a| Address::from_sockaddr(&a));
+        let peername = sock.peer_addr().ok().map(|a| Address::from_sockaddr(&a));
         SocketInfo {
             fd: raw,
             family,

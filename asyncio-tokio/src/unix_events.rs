@@ -13,9 +13,10 @@ use std::rc::Rc;
 
 use asyncio_core::base_events::{
     AbstractNetwork, AddrInfo, AddrInfoQuery, ConnectionOptions, ConnectionProtocolFactory,
-    LocalBoxFuture, ServerOptions, ServerProtocolFactory, UnixConnectionOptions, UnixServerOptions,
+    DatagramEndpointOptions, DatagramProtocolFactory, LocalBoxFuture, ServerOptions,
+    ServerProtocolFactory, UnixConnectionOptions, UnixServerOptions,
 };
-use asyncio_core::transports::Transport;
+use asyncio_core::transports::{DatagramTransport, Transport};
 use asyncio_core::{AbstractEventLoop, Error, EventLoop, Handle, Result, Server};
 
 use crate::fd_events::FdTable;
@@ -241,6 +242,19 @@ impl AbstractNetwork for TokioEventLoop {
             loop_.non_owning(),
             factory,
             sock,
+        ))
+    }
+
+    fn create_datagram_endpoint(
+        &self,
+        loop_: &EventLoop,
+        factory: DatagramProtocolFactory,
+        options: DatagramEndpointOptions,
+    ) -> LocalBoxFuture<'static, Result<Rc<dyn DatagramTransport>>> {
+        Box::pin(crate::datagram::create_datagram_endpoint(
+            loop_.non_owning(),
+            factory,
+            options,
         ))
     }
 

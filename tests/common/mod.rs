@@ -3,7 +3,10 @@
 
 #![allow(dead_code)]
 
+mod child;
 mod logs;
+#[allow(unused_imports)]
+pub use child::{in_child, open_fds};
 #[allow(unused_imports)]
 pub use logs::{capture_logs, LogRecord};
 

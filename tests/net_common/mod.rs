@@ -7,6 +7,10 @@
 mod hanging;
 #[allow(unused_imports)]
 pub use hanging::{hanging_listener, Hanging};
+#[path = "../common/child.rs"]
+mod child;
+#[allow(unused_imports)]
+pub use child::{in_child, open_fds};
 #[path = "../common/logs.rs"]
 mod logs;
 #[allow(unused_imports)]

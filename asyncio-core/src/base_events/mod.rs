@@ -12,12 +12,16 @@ use std::task::{Context, Poll, Waker};
 
 use futures_util::task::AtomicWaker;
 
+mod datagram;
 mod network;
 mod selector;
 mod server;
 mod sock;
 mod threadsafe;
 
+pub use datagram::{
+    CreateDatagramEndpoint, DatagramEndpointOptions, DatagramPair, DatagramProtocolFactory,
+};
 pub use network::{
     AbstractNetwork, AddrInfo, AddrInfoQuery, ConnectionOptions, ConnectionPair,
     ConnectionProtocolFactory, CreateConnection, CreateServer, CreateUnixConnection,

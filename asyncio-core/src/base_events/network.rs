@@ -266,6 +266,14 @@ pub trait AbstractNetwork {
         sock: OwnedFd,
     ) -> LocalBoxFuture<'static, Result<Rc<dyn Transport>>>;
 
+    /// `loop.create_datagram_endpoint(...)`.
+    fn create_datagram_endpoint(
+        &self,
+        loop_: &EventLoop,
+        factory: super::DatagramProtocolFactory,
+        options: super::DatagramEndpointOptions,
+    ) -> LocalBoxFuture<'static, Result<Rc<dyn crate::transports::DatagramTransport>>>;
+
     /// CPython's `_add_reader` (`reading`) or `_add_writer`: `handle` runs
     /// (through [`EventLoop::run_handle`]) in every iteration in which `fd`
     /// is ready, level-triggered, replacing and cancelling the previous

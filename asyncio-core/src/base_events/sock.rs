@@ -9,14 +9,13 @@
 //! waits until it is cancelled).
 
 use std::io;
-use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::RawFd;
 
 use super::EventLoop;
 use crate::exceptions::{Error, Result};
 use crate::futures::Future;
-use crate::socket::{address_to_sockaddr, sockaddr_to_address, Socket, AF_INET, AF_INET6};
+use crate::socket::{as_uninit, Socket, AF_INET, AF_INET6};
 use crate::transports::Address;
 
 /// An address for `sock_connect` / `sock_sendto`: resolved already, or a
@@ -28,6 +27,18 @@ pub enum SocketAddressArg {
     Address(Address),
     /// A host name (or numeric address) and a port.
     HostPort(String, u16),
+}
+
+/// Python's `str()` of the address (as error messages show it).
+impl std::fmt::Display for SocketAddressArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SocketAddressArg::Address(a) => f.write_str(&a.socket_repr()),
+            SocketAddressArg::HostPort(h, p) => {
+                write!(f, "({}, {p})", crate::exceptions::py_str_repr(h))
+            }
+        }
+    }
 }
 
 impl From<Address> for SocketAddressArg {
@@ -71,13 +82,6 @@ fn would_block(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
     ) || e.raw_os_error() == Some(115) // EINPROGRESS
-}
-
-/// `&mut [u8]` as the uninitialised buffer `socket2` reads into.
-fn as_uninit(buf: &mut [u8]) -> &mut [MaybeUninit<u8>] {
-    // SAFETY: `MaybeUninit<u8>` has `u8`'s layout, and the callee only
-    // writes initialised bytes into it, so `buf` stays initialised.
-    unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) }
 }
 
 impl EventLoop {
@@ -155,7 +159,7 @@ impl EventLoop {
             .sock_op(sock, true, |s| s.recv_from(as_uninit(&mut buf)))
             .await?;
         buf.truncate(got);
-        Ok((buf, sockaddr_to_address(&addr)))
+        Ok((buf, Address::from_sockaddr(&addr)))
     }
 
     /// `await loop.sock_recvfrom_into(sock, buf, nbytes)`: a datagram read
@@ -175,7 +179,7 @@ impl EventLoop {
         let (got, addr) = self
             .sock_op(sock, true, |s| s.recv_from(as_uninit(&mut buf[..limit])))
             .await?;
-        Ok((got, sockaddr_to_address(&addr)))
+        Ok((got, Address::from_sockaddr(&addr)))
     }
 
     /// `await loop.sock_sendall(sock, data)`: sends all of `data`.
@@ -202,7 +206,7 @@ impl EventLoop {
     ) -> Result<usize> {
         self.check_sock(sock)?;
         let address = self.resolve_for(sock, address.into()).await?;
-        let addr = address_to_sockaddr(&address)?;
+        let addr = address.to_sockaddr()?;
         self.sock_op(sock, false, |s| s.send_to(data, &addr)).await
     }
 
@@ -217,7 +221,7 @@ impl EventLoop {
     ) -> Result<()> {
         self.check_sock(sock)?;
         let address = self.resolve_for(sock, address.into()).await?;
-        let addr = address_to_sockaddr(&address)?;
+        let addr = address.to_sockaddr()?;
         match sock.connect(&addr) {
             Ok(()) => return Ok(()),
             Err(e) if would_block(&e) => {}
@@ -244,7 +248,7 @@ impl EventLoop {
     pub async fn sock_accept(&self, sock: &Socket) -> Result<(Socket, Address)> {
         let (conn, addr) = self.sock_op(sock, true, |s| s.accept()).await?;
         conn.set_nonblocking(true).map_err(Error::from)?;
-        Ok((Socket::from(conn), sockaddr_to_address(&addr)))
+        Ok((Socket::from(conn), Address::from_sockaddr(&addr)))
     }
 
     /// CPython's `_ensure_resolved` for `sock_connect`/`sock_sendto`: an

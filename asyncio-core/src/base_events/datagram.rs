@@ -1,0 +1,200 @@
+//! `loop.create_datagram_endpoint` (the datagram half of CPython's
+//! `base_events.py`): the builder and its options; the loop implementation
+//! makes the socket and the transport.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::future::IntoFuture;
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+
+use super::network::LocalBoxFuture;
+use super::sock::SocketAddressArg;
+use super::EventLoop;
+use crate::exceptions::{Error, Result};
+use crate::futures::{Awaitable, Future};
+use crate::protocols::{DatagramProtocolRef, IntoDatagramProtocol};
+use crate::transports::DatagramTransport;
+
+/// Makes the protocol of a datagram endpoint.
+pub type DatagramProtocolFactory = Box<dyn FnOnce() -> Result<DatagramProtocolRef>>;
+
+/// What awaiting `create_datagram_endpoint` yields.
+pub type DatagramPair<P> = (Rc<dyn DatagramTransport>, Rc<P>);
+
+/// The arguments of `create_datagram_endpoint`.
+#[derive(Debug, Default)]
+pub struct DatagramEndpointOptions {
+    /// `local_addr=`: `(host, port)`, or a path for `AF_UNIX`.
+    pub local_addr: Option<SocketAddressArg>,
+    /// `remote_addr=`: the peer (the socket is connected unless
+    /// `allow_broadcast`).
+    pub remote_addr: Option<SocketAddressArg>,
+    /// `family=`.
+    pub family: i32,
+    /// `proto=`.
+    pub proto: i32,
+    /// `flags=`.
+    pub flags: i32,
+    /// `reuse_port=`.
+    pub reuse_port: Option<bool>,
+    /// `allow_broadcast=`.
+    pub allow_broadcast: Option<bool>,
+    /// `sock=`: an existing datagram socket.
+    pub sock: Option<OwnedFd>,
+}
+
+/// The builder of [`EventLoop::create_datagram_endpoint`]; await it for
+/// `(transport, protocol)`.
+///
+/// There is no `reuse_address`: CPython 3.13 refuses the keyword (it took
+/// `SO_REUSEADDR` for UDP, a security hazard), and here it does not compile.
+pub struct CreateDatagramEndpoint<F> {
+    loop_: EventLoop,
+    factory: F,
+    options: DatagramEndpointOptions,
+}
+
+impl<F> fmt::Debug for CreateDatagramEndpoint<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreateDatagramEndpoint")
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl EventLoop {
+    /// `await loop.create_datagram_endpoint(protocol_factory, ...)`: a UDP
+    /// (or Unix datagram) endpoint; keyword arguments are builder methods.
+    ///
+    /// Errors as CPython's: `ValueError("unexpected address family")`
+    /// without any address, family or socket; `"socket modifier keyword
+    /// arguments can not be used when sock is specified. (…)"`; `"A
+    /// datagram socket was expected, got <socket.socket …>"`;
+    /// `TypeError("2-tuple is expected")` / `("string is expected")` for an
+    /// address of the wrong kind.
+    ///
+    /// ```no_run
+    /// # async fn f(loop_: asyncio_core::EventLoop) -> asyncio_core::Result<()> {
+    /// # struct Echo;
+    /// # impl asyncio_core::protocols::BaseProtocol for Echo {}
+    /// # impl asyncio_core::protocols::DatagramProtocol for Echo {}
+    /// let (transport, protocol) = loop_
+    ///     .create_datagram_endpoint(|| Echo)
+    ///     .local_addr(("127.0.0.1", 9999))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn create_datagram_endpoint<F, P>(&self, protocol_factory: F) -> CreateDatagramEndpoint<F>
+    where
+        F: FnOnce() -> P + 'static,
+        P: IntoDatagramProtocol,
+    {
+        CreateDatagramEndpoint {
+            loop_: self.non_owning(),
+            factory: protocol_factory,
+            options: DatagramEndpointOptions::default(),
+        }
+    }
+}
+
+impl<F> CreateDatagramEndpoint<F> {
+    /// `local_addr=`: `("host", port)`, a `SocketAddr`, or a path with
+    /// `family(AF_UNIX)`.
+    pub fn local_addr(mut self, addr: impl Into<SocketAddressArg>) -> Self {
+        self.options.local_addr = Some(addr.into());
+        self
+    }
+    /// `remote_addr=`.
+    pub fn remote_addr(mut self, addr: impl Into<SocketAddressArg>) -> Self {
+        self.options.remote_addr = Some(addr.into());
+        self
+    }
+    /// `family=`.
+    pub fn family(mut self, family: i32) -> Self {
+        self.options.family = family;
+        self
+    }
+    /// `proto=`.
+    pub fn proto(mut self, proto: i32) -> Self {
+        self.options.proto = proto;
+        self
+    }
+    /// `flags=`.
+    pub fn flags(mut self, flags: i32) -> Self {
+        self.options.flags = flags;
+        self
+    }
+    /// `reuse_port=`.
+    pub fn reuse_port(mut self, reuse: bool) -> Self {
+        self.options.reuse_port = Some(reuse);
+        self
+    }
+    /// `allow_broadcast=`.
+    pub fn allow_broadcast(mut self, allow: bool) -> Self {
+        self.options.allow_broadcast = Some(allow);
+        self
+    }
+    /// `sock=`: an existing datagram socket (the transport owns it).
+    pub fn sock(mut self, sock: impl Into<OwnedFd>) -> Self {
+        self.options.sock = Some(sock.into());
+        self
+    }
+}
+
+impl<F, P> IntoFuture for CreateDatagramEndpoint<F>
+where
+    F: FnOnce() -> P + 'static,
+    P: IntoDatagramProtocol,
+{
+    type Output = Result<DatagramPair<P::Protocol>>;
+    type IntoFuture = LocalBoxFuture<'static, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let slot: Rc<RefCell<Option<Rc<P::Protocol>>>> = Rc::new(RefCell::new(None));
+            let out = slot.clone();
+            let user = self.factory;
+            let factory: DatagramProtocolFactory = Box::new(move || {
+                let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(user))
+                    .map_err(|p| Error::panic(&*p))?;
+                let (protocol, typed) = made.into_datagram_protocol();
+                *out.borrow_mut() = Some(typed);
+                Ok(protocol)
+            });
+            let transport = self
+                .loop_
+                .network()?
+                .create_datagram_endpoint(&self.loop_, factory, self.options)
+                .await?;
+            let protocol = slot
+                .borrow_mut()
+                .take()
+                .ok_or_else(|| Error::runtime("the protocol factory was not called"))?;
+            Ok((transport, protocol))
+        })
+    }
+}
+
+impl<F, P> Awaitable<DatagramPair<P::Protocol>> for CreateDatagramEndpoint<F>
+where
+    F: FnOnce() -> P + 'static,
+    P: IntoDatagramProtocol,
+{
+    #[track_caller]
+    fn into_asyncio_future(
+        self,
+        loop_: Option<&EventLoop>,
+    ) -> Result<(Future<DatagramPair<P::Protocol>>, bool)> {
+        self.into_future().into_asyncio_future(loop_)
+    }
+
+    fn extract(
+        future: &Future<DatagramPair<P::Protocol>>,
+        owned: bool,
+    ) -> Result<DatagramPair<P::Protocol>> {
+        <<Self as IntoFuture>::IntoFuture as Awaitable<DatagramPair<P::Protocol>>>::extract(
+            future, owned,
+        )
+    }
+}
