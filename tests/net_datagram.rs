@@ -926,3 +926,57 @@ fn a_transport_outliving_its_loop() {
     t.abort();
     assert!(t.is_closing());
 }
+
+/// A flood that fills the socket's receive queue loses no datagram the
+/// kernel delivered: on a Unix datagram pair the kernel drops nothing (the
+/// sender waits for room), so every datagram arrives, in order. (The timer
+/// side of a flood: `a_flood_does_not_starve_the_loop`.)
+#[asyncio::test]
+async fn a_flood_filling_the_receive_queue_loses_nothing() -> Result<()> {
+    const COUNT: u32 = 50_000;
+    let loop_ = asyncio::get_running_loop()?;
+    let (ours, theirs) = std::os::unix::net::UnixDatagram::pair().unwrap();
+    let (t, p) = loop_.create_datagram_endpoint(rec).sock(ours).await?;
+    let sender = std::thread::spawn(move || {
+        for n in 0..COUNT {
+            theirs.send(&n.to_le_bytes()).unwrap();
+        }
+    });
+    until("every datagram", || p.datagrams().len() == COUNT as usize).await?;
+    sender.join().unwrap();
+    let got: Vec<u32> = p
+        .datagrams()
+        .iter()
+        .map(|d| u32::from_le_bytes(d[..].try_into().unwrap()))
+        .collect();
+    assert!(got.iter().copied().eq(0..COUNT));
+    t.close();
+    Ok(())
+}
+
+/// Linux abstract Unix datagram addresses.
+#[asyncio::test]
+async fn abstract_unix_datagram_endpoints() -> Result<()> {
+    let loop_ = asyncio::get_running_loop()?;
+    let name = format!("asyncio-dgram-{}", std::process::id()).into_bytes();
+    let (server, sp) = loop_
+        .create_datagram_endpoint(Rec::echo)
+        .family(AF_UNIX)
+        .local_addr(Address::UnixAbstract(name.clone()))
+        .await?;
+    assert_eq!(sockname(&server), Address::UnixAbstract(name.clone()));
+    let mut client_name = name.clone();
+    client_name.extend_from_slice(b"-client");
+    let (client, cp) = loop_
+        .create_datagram_endpoint(Rec::default)
+        .family(AF_UNIX)
+        .local_addr(Address::UnixAbstract(client_name))
+        .remote_addr(Address::UnixAbstract(name))
+        .await?;
+    client.sendto(b"abstract", None)?;
+    until("the echo", || !cp.datagrams().is_empty()).await?;
+    assert_eq!(sp.datagrams(), vec![b"abstract".to_vec()]);
+    client.close();
+    server.close();
+    Ok(())
+}

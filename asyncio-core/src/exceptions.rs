@@ -68,6 +68,9 @@ pub enum ErrorKind {
     RecursionError,
     /// `LookupError`: an unset context variable without a default.
     LookupError,
+    /// `AttributeError`: the object has no such method (the write half of a
+    /// read pipe's transport, reached through a protocol's `Transport`).
+    AttributeError,
     /// A Rust panic caught in a task or callback.
     Panic,
     /// Any other error: a user error wrapped by `?` or [`Error::new`].
@@ -99,6 +102,7 @@ impl ErrorKind {
             ErrorKind::SystemExit => "SystemExit",
             ErrorKind::RecursionError => "RecursionError",
             ErrorKind::LookupError => "LookupError",
+            ErrorKind::AttributeError => "AttributeError",
             ErrorKind::Panic => "Panic",
             ErrorKind::Exception => "Exception",
         }

@@ -314,6 +314,9 @@ pub enum ExtraInfo {
     Text(String),
     /// Numbers (e.g. a child's `pid`).
     Int(i64),
+    /// `pipe`: a pipe transport's descriptor (Python gives the file object;
+    /// `-1` once the transport closed it).
+    Pipe(std::os::fd::RawFd),
 }
 
 impl ExtraInfo {
@@ -342,6 +345,7 @@ impl fmt::Display for ExtraInfo {
             ExtraInfo::Socket(s) => fmt::Debug::fmt(s, f),
             ExtraInfo::Text(t) => f.write_str(t),
             ExtraInfo::Int(i) => fmt::Display::fmt(i, f),
+            ExtraInfo::Pipe(fd) => write!(f, "<_io.FileIO name={fd}>"),
         }
     }
 }

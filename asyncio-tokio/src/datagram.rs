@@ -1,8 +1,9 @@
 //! The datagram transport (CPython's `_SelectorDatagramTransport`).
 //!
 //! Driven like the stream transport: readiness from Tokio's reactor wakes
-//! the transport's loop registration, and `run` reads one datagram per loop
-//! iteration (as CPython's selector loop does) and flushes the send buffer.
+//! the transport's loop registration, and `run` reads the datagrams waiting
+//! (up to 32, as libuv does; CPython's selector loop reads one per
+//! iteration) and flushes the send buffer.
 //! Datagrams are read into the loop's shared read buffer and lent to
 //! `datagram_received`.
 
@@ -32,6 +33,9 @@ use tokio::io::{Interest, Ready};
 
 use crate::selector_events::{ReadBuffer, SocketInfo, MAX_READ};
 
+/// The most datagrams read at one wake-up (libuv's `uv__udp_recvmsg`
+/// bound).
+const MAX_DATAGRAMS_PER_WAKE: usize = 32;
 /// glibc's `EAI_ADDRFAMILY` (not in the `libc` crate).
 const EAI_ADDRFAMILY: i32 = -9;
 /// Sends dropped after the endpoint is lost start warning at this count.
@@ -323,11 +327,34 @@ impl DatagramSocketTransport {
 
     // ----- reading -----
 
-    /// CPython's `_read_ready`: one `recvfrom` per loop iteration.
+    /// CPython's `_read_ready`, draining: every datagram ready at a wake-up
+    /// is read, up to [`MAX_DATAGRAMS_PER_WAKE`] (libuv's bound), so that
+    /// one busy socket cannot starve the loop; the rest waits for the next
+    /// iteration.
     fn read_ready(&self) {
-        if !self.state.borrow().reader_active() {
-            return;
+        for _ in 0..MAX_DATAGRAMS_PER_WAKE {
+            if !self.state.borrow().reader_active() {
+                return;
+            }
+            if !self.read_one() {
+                return;
+            }
         }
+        let st = self.state.borrow();
+        if st.reader_active() {
+            if let Some(sock) = st.sock.as_ref() {
+                let mut cx = Context::from_waker(self.registration.waker());
+                if sock.poll_read_ready(&mut cx).is_ready() {
+                    drop(st);
+                    self.registration.schedule();
+                }
+            }
+        }
+    }
+
+    /// One `recvfrom` and its callback; `false` when the socket had
+    /// nothing (the waker is registered then).
+    fn read_one(&self) -> bool {
         let mut shared = self.read_buffer.try_borrow_mut().ok();
         let mut fallback = Vec::new();
         let buf: &mut [u8] = match shared.as_mut() {
@@ -340,43 +367,28 @@ impl DatagramSocketTransport {
         let received = {
             let st = self.state.borrow();
             let Some(sock) = st.sock.as_ref() else {
-                return;
+                return false;
             };
             let mut cx = Context::from_waker(self.registration.waker());
             recv_ready(sock, &mut cx, buf)
         };
         let Some(received) = received else {
-            return;
+            return false;
         };
         let Some(protocol) = self.current_protocol() else {
-            return;
+            return false;
         };
-        match received {
-            Ok((n, addr)) => {
-                let delivered = protocol.datagram_received(&buf[..n], addr);
-                drop(shared);
-                if let Err(e) = delivered {
-                    self.callback_failed("_read_ready", e);
-                }
-            }
+        let outcome = match received {
+            Ok((n, addr)) => protocol.datagram_received(&buf[..n], addr),
             Err(e) => {
                 drop(shared);
-                if let Err(e) = protocol.error_received(Error::from(e)) {
-                    self.callback_failed("_read_ready", e);
-                }
+                protocol.error_received(Error::from(e))
             }
+        };
+        if let Err(e) = outcome {
+            self.callback_failed("_read_ready", e);
         }
-        // Another datagram waiting: read it in the next iteration.
-        let st = self.state.borrow();
-        if st.reader_active() {
-            if let Some(sock) = st.sock.as_ref() {
-                let mut cx = Context::from_waker(self.registration.waker());
-                if sock.poll_read_ready(&mut cx).is_ready() {
-                    drop(st);
-                    self.registration.schedule();
-                }
-            }
-        }
+        true
     }
 
     // ----- writing -----

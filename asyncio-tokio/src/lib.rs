@@ -14,5 +14,6 @@ mod dns;
 mod fd_events;
 mod selector_events;
 mod unix_events;
+mod unix_pipes;
 
 pub use unix_events::{new_event_loop, TokioEventLoop};

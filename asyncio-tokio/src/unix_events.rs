@@ -16,7 +16,7 @@ use asyncio_core::base_events::{
     DatagramEndpointOptions, DatagramProtocolFactory, LocalBoxFuture, ServerOptions,
     ServerProtocolFactory, UnixConnectionOptions, UnixServerOptions,
 };
-use asyncio_core::transports::{DatagramTransport, Transport};
+use asyncio_core::transports::{DatagramTransport, ReadTransport, Transport, WriteTransport};
 use asyncio_core::{AbstractEventLoop, Error, EventLoop, Handle, Result, Server};
 
 use crate::fd_events::FdTable;
@@ -255,6 +255,32 @@ impl AbstractNetwork for TokioEventLoop {
             loop_.non_owning(),
             factory,
             options,
+        ))
+    }
+
+    fn connect_read_pipe(
+        &self,
+        loop_: &EventLoop,
+        factory: ConnectionProtocolFactory,
+        pipe: OwnedFd,
+    ) -> LocalBoxFuture<'static, Result<Rc<dyn ReadTransport>>> {
+        Box::pin(crate::unix_pipes::connect_read_pipe(
+            loop_.non_owning(),
+            factory,
+            pipe,
+        ))
+    }
+
+    fn connect_write_pipe(
+        &self,
+        loop_: &EventLoop,
+        factory: ConnectionProtocolFactory,
+        pipe: OwnedFd,
+    ) -> LocalBoxFuture<'static, Result<Rc<dyn WriteTransport>>> {
+        Box::pin(crate::unix_pipes::connect_write_pipe(
+            loop_.non_owning(),
+            factory,
+            pipe,
         ))
     }
 

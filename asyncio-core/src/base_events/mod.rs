@@ -14,6 +14,7 @@ use futures_util::task::AtomicWaker;
 
 mod datagram;
 mod network;
+mod pipes;
 mod selector;
 mod server;
 mod sock;

@@ -274,6 +274,22 @@ pub trait AbstractNetwork {
         options: super::DatagramEndpointOptions,
     ) -> LocalBoxFuture<'static, Result<Rc<dyn crate::transports::DatagramTransport>>>;
 
+    /// `loop.connect_read_pipe(protocol_factory, pipe)`.
+    fn connect_read_pipe(
+        &self,
+        loop_: &EventLoop,
+        factory: ConnectionProtocolFactory,
+        pipe: OwnedFd,
+    ) -> LocalBoxFuture<'static, Result<Rc<dyn crate::transports::ReadTransport>>>;
+
+    /// `loop.connect_write_pipe(protocol_factory, pipe)`.
+    fn connect_write_pipe(
+        &self,
+        loop_: &EventLoop,
+        factory: ConnectionProtocolFactory,
+        pipe: OwnedFd,
+    ) -> LocalBoxFuture<'static, Result<Rc<dyn crate::transports::WriteTransport>>>;
+
     /// CPython's `_add_reader` (`reading`) or `_add_writer`: `handle` runs
     /// (through [`EventLoop::run_handle`]) in every iteration in which `fd`
     /// is ready, level-triggered, replacing and cancelling the previous
@@ -495,9 +511,11 @@ impl IntoFuture for GetAddrInfo {
     }
 }
 
-type ProtocolSlot<P> = Rc<RefCell<Option<Rc<P>>>>;
+pub(super) type ProtocolSlot<P> = Rc<RefCell<Option<Rc<P>>>>;
 
-fn connection_factory<F, P>(f: F) -> (ConnectionProtocolFactory, ProtocolSlot<P::Protocol>)
+pub(super) fn connection_factory<F, P>(
+    f: F,
+) -> (ConnectionProtocolFactory, ProtocolSlot<P::Protocol>)
 where
     F: FnOnce() -> P + 'static,
     P: IntoStreamProtocol,
@@ -514,7 +532,7 @@ where
     (factory, slot)
 }
 
-fn take_protocol<P>(slot: &ProtocolSlot<P>) -> Result<Rc<P>> {
+pub(super) fn take_protocol<P>(slot: &ProtocolSlot<P>) -> Result<Rc<P>> {
     slot.borrow_mut()
         .take()
         .ok_or_else(|| Error::runtime("the protocol factory was not called"))
