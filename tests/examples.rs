@@ -161,3 +161,66 @@ fn tcp_echo_server_and_client() {
     assert_eq!(lines[1], "Data received: 'Hello World!'");
     assert_eq!(lines[2], "Send: 'Hello World!'");
 }
+
+#[test]
+fn watch_fd_read_events() {
+    assert_eq!(run("watch_fd_read_events", &[]), ["Received: abc"]);
+}
+
+#[test]
+fn pipe_filter() {
+    assert_eq!(
+        run("pipe_filter", &[]),
+        [
+            "Send: 'hello pipes'",
+            "Received: 'HELLO PIPES'",
+            "Child exited with 0"
+        ]
+    );
+}
+
+#[test]
+fn udp_echo_server_and_client() {
+    let mut server = example("udp_echo_server")
+        .arg("127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn server");
+    let mut stdout = BufReader::new(server.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("Starting UDP server");
+    assert_eq!(first, "Starting UDP server\n");
+    let mut second = String::new();
+    stdout.read_line(&mut second).expect("Serving on ...");
+    let port = second
+        .trim_end()
+        .strip_prefix("Serving on ('127.0.0.1', ")
+        .and_then(|s| s.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{second:?}"))
+        .to_owned();
+    let client = run("udp_echo_client", &[&format!("127.0.0.1:{port}")]);
+    assert_eq!(
+        client,
+        [
+            "Send: Hello World!",
+            "Received: Hello World!",
+            "Close the socket",
+            "Connection closed",
+        ]
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).expect("server output");
+    let lines: Vec<&str> = rest.lines().collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].starts_with("Received 'Hello World!' from ('127.0.0.1', "),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with("Send 'Hello World!' to ('127.0.0.1', "),
+        "{lines:?}"
+    );
+}
