@@ -13,14 +13,17 @@
 //! `echo --server asyncio|tokio`, `echo --client PORT SIZE CONNS SECONDS|-ROUNDS`,
 //! `echo --idle PORT CONNS`.
 
+mod harness;
+
 use std::cell::OnceCell;
 use std::cell::RefCell;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use asyncio::{BaseProtocol, Protocol, Transport};
+use harness::ServerProc;
 
 // ===== servers =====
 
@@ -169,28 +172,13 @@ fn run_client(port: u16, size: usize, conns: usize, limit: f64) -> std::io::Resu
     })
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
 fn client_main(args: &[String]) -> std::io::Result<()> {
     let port: u16 = args[0].parse().map_err(std::io::Error::other)?;
     let size: usize = args[1].parse().map_err(std::io::Error::other)?;
     let conns: usize = args[2].parse().map_err(std::io::Error::other)?;
     let limit: f64 = args[3].parse().map_err(std::io::Error::other)?;
-    let mut r = run_client(port, size, conns, limit)?;
-    r.latencies_us.sort_by(f64::total_cmp);
-    println!(
-        "{} {} {} {}",
-        r.requests as f64 / r.seconds,
-        percentile(&r.latencies_us, 0.5),
-        percentile(&r.latencies_us, 0.99),
-        r.requests
-    );
+    let r = run_client(port, size, conns, limit)?;
+    harness::print_load(r.requests, r.seconds, r.latencies_us);
     Ok(())
 }
 
@@ -230,174 +218,35 @@ impl Kind {
         }
     }
 
-    fn command(self, wrapper: &[&str]) -> Command {
-        let exe = std::env::current_exe().expect("the bench binary");
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peers/echo_server.py");
-        let mut argv: Vec<String> = wrapper.iter().map(|s| s.to_string()).collect();
-        match self {
-            Kind::Asyncio => argv.extend([
-                exe.display().to_string(),
-                "--server".into(),
-                "asyncio".into(),
-            ]),
-            Kind::Tokio => {
-                argv.extend([exe.display().to_string(), "--server".into(), "tokio".into()])
-            }
-            Kind::Uvloop => argv.extend([python(), script.into(), "uvloop".into()]),
-            Kind::CPython => argv.extend([python(), script.into(), "asyncio".into()]),
-        }
-        let mut cmd = Command::new(&argv[0]);
-        cmd.args(&argv[1..]).env("PYENV_VERSION", "3.13.0");
-        cmd
+    fn start(self, wrapper: &[&str]) -> Option<ServerProc> {
+        let argv = match self {
+            Kind::Asyncio => harness::this_binary(&["--server", "asyncio"]),
+            Kind::Tokio => harness::this_binary(&["--server", "tokio"]),
+            Kind::Uvloop => harness::python_script("echo_server.py", &["uvloop"]),
+            Kind::CPython => harness::python_script("echo_server.py", &["asyncio"]),
+        };
+        ServerProc::start(harness::wrapped(wrapper, &argv))
     }
 }
 
-/// The real CPython 3.13 binary (not pyenv's shim, which valgrind would
-/// profile instead of the interpreter it execs).
-fn python() -> String {
-    Command::new("pyenv")
-        .args(["which", "python3"])
-        .env("PYENV_VERSION", "3.13.0")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_else(|| "python3".to_owned())
-}
-
-struct ServerProc {
-    child: Child,
-    port: u16,
-}
-
-impl ServerProc {
-    fn start(kind: Kind, wrapper: &[&str]) -> Option<ServerProc> {
-        let mut child = kind
-            .command(wrapper)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.take()?)
-            .read_line(&mut line)
-            .ok()?;
-        match line.trim().parse() {
-            Ok(port) => Some(ServerProc { child, port }),
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                None
-            }
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for ServerProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs the load generator in its own process (on the other core, if
-/// `taskset` is there) and returns `(req/s, p50 µs, p99 µs, requests)`.
+/// Runs the load generator: `(req/s, p50 µs, p99 µs, requests)`.
 fn load(port: u16, size: usize, conns: usize, limit: f64) -> Option<(f64, f64, f64, u64)> {
-    let exe = std::env::current_exe().ok()?;
-    let mut cmd = if which("taskset") {
-        let mut c = Command::new("taskset");
-        c.arg("-c").arg("1").arg(&exe);
-        c
-    } else {
-        Command::new(&exe)
-    };
-    let out = cmd
-        .arg("--client")
-        .args([
-            port.to_string(),
-            size.to_string(),
-            conns.to_string(),
-            limit.to_string(),
-        ])
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let v: Vec<f64> = text
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    (v.len() == 4).then(|| (v[0], v[1], v[2], v[3] as u64))
-}
-
-fn which(tool: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn server_wrapper() -> Vec<&'static str> {
-    if which("taskset") {
-        vec!["taskset", "-c", "0"]
-    } else {
-        vec![]
-    }
+    harness::load(&[
+        port.to_string(),
+        size.to_string(),
+        conns.to_string(),
+        limit.to_string(),
+    ])
 }
 
 /// Instructions per round trip of `kind`'s server under callgrind.
 fn instructions_per_round_trip(kind: Kind, size: usize, conns: usize, rounds: u64) -> Option<f64> {
-    let out_file = std::env::temp_dir().join(format!(
-        "asyncio-echo-{}-{}-{size}.callgrind",
-        kind.name().replace(' ', "_"),
-        std::process::id()
-    ));
-    let out_arg = format!("--callgrind-out-file={}", out_file.display());
-    let wrapper = [
-        "valgrind",
-        "--tool=callgrind",
-        "--instr-atstart=no",
-        out_arg.as_str(),
-    ];
-    let server = ServerProc::start(kind, &wrapper)?;
-    // Warm up (connections, buffers, caches) uncounted.
-    load(server.port, size, conns, -(rounds as f64 / 10.0).max(100.0))?;
-    let pid = server.pid().to_string();
-    Command::new("callgrind_control")
-        .args(["-i", "on", &pid])
-        .output()
-        .ok()?;
-    let (_, _, _, done) = load(server.port, size, conns, -(rounds as f64))?;
-    Command::new("callgrind_control")
-        .args(["-i", "off", &pid])
-        .output()
-        .ok()?;
-    // SIGTERM, not SIGKILL: callgrind writes its counts on the way out.
-    let mut server = server;
-    Command::new("kill").args(["-TERM", &pid]).output().ok()?;
-    let _ = server.child.wait();
-    drop(server);
-    let text = std::fs::read_to_string(&out_file).ok()?;
-    let _ = std::fs::remove_file(&out_file);
-    // `summary:` covers the whole run (0 with --instr-atstart=no) and
-    // `totals:` the instrumented part; take the larger.
-    let total: f64 = text
-        .lines()
-        .filter_map(|l| {
-            l.strip_prefix("summary:")
-                .or_else(|| l.strip_prefix("totals:"))
-        })
-        .filter_map(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .fold(0.0, f64::max);
-    if total == 0.0 {
-        return None;
-    }
-    Some(total / done as f64)
+    harness::instructions_per_round_trip(
+        &format!("echo-{}-{size}", kind.name()),
+        |wrapper| kind.start(wrapper),
+        |port, rounds| load(port, size, conns, -(rounds as f64)).map(|r| r.3),
+        rounds,
+    )
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
@@ -415,7 +264,7 @@ fn fd_count(pid: u32) -> usize {
 
 /// Server memory per idle connection, in bytes.
 fn idle_cost(kind: Kind, conns: usize) -> Option<f64> {
-    let server = ServerProc::start(kind, &[])?;
+    let server = kind.start(&[])?;
     // One connection first, so that lazily made buffers exist already.
     load(server.port, 1024, 1, -10.0)?;
     let before = rss_kib(server.pid())?;
@@ -482,7 +331,7 @@ fn main() {
         (64 * 1024, 10),
         (64 * 1024, 100),
     ];
-    let wrapper = server_wrapper();
+    let wrapper = harness::server_wrapper();
     // BENCH_PARTS=throughput,instructions,memory (default: all three).
     let parts = std::env::var("BENCH_PARTS")
         .unwrap_or_else(|_| "throughput,instructions,memory".to_owned());
@@ -497,7 +346,7 @@ fn main() {
             let mut tokio_rps = None;
             let mut rows = Vec::new();
             for kind in kinds {
-                let Some(server) = ServerProc::start(kind, &wrapper) else {
+                let Some(server) = kind.start(&wrapper) else {
                     rows.push((kind, None));
                     continue;
                 };
@@ -526,7 +375,10 @@ fn main() {
         }
     }
 
-    if parts.contains("instructions") && which("valgrind") && which("callgrind_control") {
+    if parts.contains("instructions")
+        && harness::which("valgrind")
+        && harness::which("callgrind_control")
+    {
         println!(
             "\n### Server instructions per round trip (callgrind, user space, 10 connections)\n"
         );
@@ -537,11 +389,7 @@ fn main() {
                 .iter()
                 .map(|k| instructions_per_round_trip(*k, size, 10, 4000))
                 .collect();
-            let cell = |v: Option<f64>| v.map_or("—".to_owned(), |v| format!("{v:.0}"));
-            let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-                (Some(a), Some(b)) => format!("{:.2}×", a / b),
-                _ => "—".to_owned(),
-            };
+            let (cell, ratio) = (harness::cell, harness::ratio);
             println!(
                 "| {} KiB | {} | {} | {} | {} | {} | {} |",
                 size / 1024,

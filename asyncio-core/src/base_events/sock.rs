@@ -9,6 +9,7 @@
 //! waits until it is cancelled).
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::RawFd;
 
@@ -84,6 +85,45 @@ fn would_block(e: &io::Error) -> bool {
     ) || e.raw_os_error() == Some(115) // EINPROGRESS
 }
 
+/// The largest receive read through the per-thread scratch buffer.
+const SCRATCH: usize = 256 * 1024;
+
+thread_local! {
+    static SCRATCH_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs a receive of up to `n` bytes and returns exactly what it read, as
+/// Python's `bytes`: through a reused scratch buffer (a request as large
+/// as the usual 64 KiB costs neither a large allocation nor zeroing), or
+/// for larger requests into a buffer of its own.
+fn received(
+    n: usize,
+    recv: impl FnOnce(&mut [MaybeUninit<u8>]) -> io::Result<usize>,
+) -> io::Result<Vec<u8>> {
+    if n <= SCRATCH {
+        let scratch =
+            SCRATCH_BUFFER.with(|s| s.try_borrow_mut().ok().map(|mut b| std::mem::take(&mut *b)));
+        if let Some(mut scratch) = scratch {
+            scratch.reserve(SCRATCH);
+            let got = recv(&mut scratch.spare_capacity_mut()[..n]);
+            let out = got.map(|len| {
+                // SAFETY: the receive call initialised the first `len`
+                // bytes of what it was given (socket2's contract).
+                let read = unsafe { std::slice::from_raw_parts(scratch.as_ptr(), len) };
+                read.to_vec()
+            });
+            SCRATCH_BUFFER.with(|s| *s.borrow_mut() = scratch);
+            return out;
+        }
+    }
+    let mut buf = Vec::with_capacity(n);
+    let len = recv(buf.spare_capacity_mut())?;
+    assert!(len <= n);
+    // SAFETY: as above, within the capacity.
+    unsafe { buf.set_len(len) };
+    Ok(buf)
+}
+
 impl EventLoop {
     /// CPython's debug-mode check of the `sock_*` coroutines.
     fn check_sock(&self, sock: &Socket) -> Result<()> {
@@ -139,12 +179,8 @@ impl EventLoop {
 
     /// `await loop.sock_recv(sock, n)`: up to `n` bytes (empty at EOF).
     pub async fn sock_recv(&self, sock: &Socket, n: usize) -> Result<Vec<u8>> {
-        let mut buf = vec![0u8; n];
-        let got = self
-            .sock_op(sock, true, |s| s.recv(as_uninit(&mut buf)))
-            .await?;
-        buf.truncate(got);
-        Ok(buf)
+        self.sock_op(sock, true, |s| received(n, |buf| s.recv(buf)))
+            .await
     }
 
     /// `await loop.sock_recv_into(sock, buf)`: the number of bytes read.
@@ -154,12 +190,20 @@ impl EventLoop {
 
     /// `await loop.sock_recvfrom(sock, bufsize)`: a datagram and its sender.
     pub async fn sock_recvfrom(&self, sock: &Socket, bufsize: usize) -> Result<(Vec<u8>, Address)> {
-        let mut buf = vec![0u8; bufsize];
-        let (got, addr) = self
-            .sock_op(sock, true, |s| s.recv_from(as_uninit(&mut buf)))
+        let mut from = None;
+        let data = self
+            .sock_op(sock, true, |s| {
+                received(bufsize, |buf| {
+                    let (n, addr) = s.recv_from(buf)?;
+                    from = Some(addr);
+                    Ok(n)
+                })
+            })
             .await?;
-        buf.truncate(got);
-        Ok((buf, Address::from_sockaddr(&addr)))
+        let from = from.map_or(Address::Unix(Default::default()), |a| {
+            Address::from_sockaddr(&a)
+        });
+        Ok((data, from))
     }
 
     /// `await loop.sock_recvfrom_into(sock, buf, nbytes)`: a datagram read

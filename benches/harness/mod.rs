@@ -1,0 +1,221 @@
+//! What the server benchmarks share: starting a server process (ours, raw
+//! Tokio, or a Python peer) that prints its port, running the load
+//! generator in its own process on the other core, and counting a server's
+//! instructions per round trip with callgrind.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+/// Whether `tool` is on the `PATH`.
+pub fn which(tool: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The real CPython 3.13 binary (not pyenv's shim, which valgrind would
+/// profile instead of the interpreter it execs).
+pub fn python() -> String {
+    Command::new("pyenv")
+        .args(["which", "python3"])
+        .env("PYENV_VERSION", "3.13.0")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "python3".to_owned())
+}
+
+/// Pins servers to core 0 (the load generator gets core 1), if `taskset`
+/// is there.
+pub fn server_wrapper() -> Vec<&'static str> {
+    if which("taskset") {
+        vec!["taskset", "-c", "0"]
+    } else {
+        vec![]
+    }
+}
+
+/// `wrapper… argv…` as a command, with pyenv set to CPython 3.13.
+pub fn wrapped(wrapper: &[&str], argv: &[String]) -> Command {
+    let mut all: Vec<String> = wrapper.iter().map(|s| s.to_string()).collect();
+    all.extend(argv.iter().cloned());
+    let mut cmd = Command::new(&all[0]);
+    cmd.args(&all[1..]).env("PYENV_VERSION", "3.13.0");
+    cmd
+}
+
+/// This bench binary with `args`.
+pub fn this_binary(args: &[&str]) -> Vec<String> {
+    let exe = std::env::current_exe().expect("the bench binary");
+    let mut argv = vec![exe.display().to_string()];
+    argv.extend(args.iter().map(|s| s.to_string()));
+    argv
+}
+
+/// A Python peer script from `benches/peers` with `args`.
+pub fn python_script(script: &str, args: &[&str]) -> Vec<String> {
+    let mut argv = vec![
+        python(),
+        format!("{}/benches/peers/{script}", env!("CARGO_MANIFEST_DIR")),
+    ];
+    argv.extend(args.iter().map(|s| s.to_string()));
+    argv
+}
+
+/// A server process that printed its port.
+pub struct ServerProc {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl ServerProc {
+    /// Starts `cmd` and reads the port from its first line.
+    pub fn start(mut cmd: Command) -> Option<ServerProc> {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take()?)
+            .read_line(&mut line)
+            .ok()?;
+        match line.trim().parse() {
+            Ok(port) => Some(ServerProc { child, port }),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                None
+            }
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs this binary's load generator (`--client` + `args`) in its own
+/// process (on core 1, if `taskset` is there); returns the four numbers it
+/// prints: `(req/s, p50 µs, p99 µs, requests)`.
+pub fn load(args: &[String]) -> Option<(f64, f64, f64, u64)> {
+    let exe = std::env::current_exe().ok()?;
+    let mut cmd = if which("taskset") {
+        let mut c = Command::new("taskset");
+        c.arg("-c").arg("1").arg(&exe);
+        c
+    } else {
+        Command::new(&exe)
+    };
+    let out = cmd.arg("--client").args(args).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Vec<f64> = text
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    (v.len() == 4).then(|| (v[0], v[1], v[2], v[3] as u64))
+}
+
+/// The `p` quantile of sorted samples.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+/// Prints a load generator's result as [`load`] reads it.
+pub fn print_load(requests: u64, seconds: f64, mut latencies_us: Vec<f64>) {
+    latencies_us.sort_by(f64::total_cmp);
+    println!(
+        "{} {} {} {}",
+        requests as f64 / seconds,
+        percentile(&latencies_us, 0.5),
+        percentile(&latencies_us, 0.99),
+        requests
+    );
+}
+
+/// The server's user-space instructions per round trip under callgrind:
+/// `start` starts the server with the given wrapper, `drive(port, rounds)`
+/// runs that many round trips (negative: a fixed count) and returns how
+/// many were done. A warm-up of a tenth as many runs uncounted first.
+pub fn instructions_per_round_trip(
+    name: &str,
+    start: impl Fn(&[&str]) -> Option<ServerProc>,
+    drive: impl Fn(u16, u64) -> Option<u64>,
+    rounds: u64,
+) -> Option<f64> {
+    let out_file = std::env::temp_dir().join(format!(
+        "asyncio-bench-{}-{}.callgrind",
+        name.replace(' ', "_"),
+        std::process::id()
+    ));
+    let out_arg = format!("--callgrind-out-file={}", out_file.display());
+    let wrapper = [
+        "valgrind",
+        "--tool=callgrind",
+        "--instr-atstart=no",
+        out_arg.as_str(),
+    ];
+    let server = start(&wrapper)?;
+    drive(server.port, (rounds / 10).max(100))?;
+    let pid = server.pid().to_string();
+    Command::new("callgrind_control")
+        .args(["-i", "on", &pid])
+        .output()
+        .ok()?;
+    let done = drive(server.port, rounds)?;
+    Command::new("callgrind_control")
+        .args(["-i", "off", &pid])
+        .output()
+        .ok()?;
+    // SIGTERM, not SIGKILL: callgrind writes its counts on the way out.
+    let mut server = server;
+    Command::new("kill").args(["-TERM", &pid]).output().ok()?;
+    let _ = server.child.wait();
+    drop(server);
+    let text = std::fs::read_to_string(&out_file).ok()?;
+    let _ = std::fs::remove_file(&out_file);
+    // `summary:` covers the whole run (0 with --instr-atstart=no) and
+    // `totals:` the instrumented part; take the larger.
+    let total: f64 = text
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("summary:")
+                .or_else(|| l.strip_prefix("totals:"))
+        })
+        .filter_map(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .fold(0.0, f64::max);
+    if total == 0.0 || done == 0 {
+        return None;
+    }
+    Some(total / done as f64)
+}
+
+/// `12345` or `—`.
+pub fn cell(v: Option<f64>) -> String {
+    v.map_or("—".to_owned(), |v| format!("{v:.0}"))
+}
+
+/// `a / b` as `0.12×`, or `—`.
+pub fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) => format!("{:.2}×", a / b),
+        _ => "—".to_owned(),
+    }
+}
