@@ -547,3 +547,51 @@ fn socket_reprs_and_conversions() {
     let fd: std::os::fd::OwnedFd = from_std.into();
     assert!(fd.as_raw_fd() >= 0);
 }
+
+/// The `sock_*` coroutines register a socket with the loop's reactor once
+/// and keep it: the socket then works on another loop, and when given to a
+/// transport (the registration goes with the conversion).
+#[test]
+fn a_socket_waited_on_moves_to_another_loop_and_into_a_transport() {
+    let (a, b) = nonblocking_pair();
+    let (a, b) = (Rc::new(a), Rc::new(b));
+    for _ in 0..2 {
+        // A fresh loop each time: the socket is registered again there.
+        let (a, b) = (a.clone(), b.clone());
+        let got = run(async move {
+            let loop_ = asyncio::get_running_loop()?;
+            let (l, b2) = (loop_.clone(), b.clone());
+            let reader = asyncio::create_task(async move { l.sock_recv(&b2, 1024).await })?;
+            asyncio::sleep(0).await?;
+            loop_.sock_sendall(&a, b"again").await?;
+            reader.take().await
+        });
+        assert_eq!(got, b"again");
+    }
+    // Into a transport: its own registration of the descriptor works.
+    let Ok(b) = Rc::try_unwrap(b) else {
+        panic!("one owner")
+    };
+    let got = run(async move {
+        let loop_ = asyncio::get_running_loop()?;
+        let received = asyncio::Future::<Vec<u8>>::new(&loop_);
+        let r = received.clone();
+        struct Once(asyncio::Future<Vec<u8>>);
+        impl asyncio::BaseProtocol for Once {}
+        impl asyncio::Protocol for Once {
+            fn data_received(self: &Rc<Self>, data: &[u8]) -> Result<()> {
+                let _ = self.0.set_result(data.to_vec());
+                Ok(())
+            }
+        }
+        let (t, _) = loop_
+            .create_connection(move || Once(r))
+            .sock(std::os::fd::OwnedFd::from(b))
+            .await?;
+        loop_.sock_sendall(&a, b"to the transport").await?;
+        let data = received.await?;
+        t.close();
+        Ok(data)
+    });
+    assert_eq!(got, b"to the transport");
+}

@@ -105,8 +105,16 @@ use crate::transports::Address;
 ///
 /// (The README runs this example.)
 pub struct Socket {
+    /// The loop's registration of this socket for the `sock_*` coroutines,
+    /// made at their first wait and kept while the socket lives (declared
+    /// first: it is dropped, and deregistered, before the socket closes).
+    readiness: SocketReadiness,
     inner: socket2::Socket,
 }
+
+/// What a loop implementation keeps in a [`Socket`] to wait for it (see
+/// [`AbstractNetwork::poll_sock_ready`](crate::AbstractNetwork::poll_sock_ready)).
+pub type SocketReadiness = std::sync::Mutex<Option<Box<dyn std::any::Any + Send>>>;
 
 impl Socket {
     /// `socket.socket(family, type, proto)`.
@@ -118,7 +126,7 @@ impl Socket {
             proto,
         )
         .map_err(Error::from)?;
-        Ok(Socket { inner })
+        Ok(Socket::from(inner))
     }
 
     /// `socket.socketpair(family, type, proto)`: two connected sockets.
@@ -130,7 +138,7 @@ impl Socket {
             proto,
         )
         .map_err(Error::from)?;
-        Ok((Socket { inner: a }, Socket { inner: b }))
+        Ok((Socket::from(a), Socket::from(b)))
     }
 
     /// `sock.fileno()`.
@@ -207,7 +215,15 @@ impl Socket {
 
     /// The `socket2` socket, by value.
     pub fn into_socket2(self) -> socket2::Socket {
-        self.inner
+        let Socket { readiness, inner } = self;
+        // Deregistered while the descriptor is still open.
+        drop(readiness);
+        inner
+    }
+
+    /// The loop implementation's readiness state for this socket.
+    pub fn readiness(&self) -> &SocketReadiness {
+        &self.readiness
     }
 }
 
@@ -233,7 +249,7 @@ impl AsFd for Socket {
 
 impl IntoRawFd for Socket {
     fn into_raw_fd(self) -> RawFd {
-        self.inner.into_raw_fd()
+        self.into_socket2().into_raw_fd()
     }
 }
 
@@ -242,15 +258,13 @@ impl FromRawFd for Socket {
     /// `fd` must be an open socket that nothing else owns.
     unsafe fn from_raw_fd(fd: RawFd) -> Socket {
         // SAFETY: passed on from the caller.
-        Socket {
-            inner: unsafe { socket2::Socket::from_raw_fd(fd) },
-        }
+        Socket::from(unsafe { socket2::Socket::from_raw_fd(fd) })
     }
 }
 
 impl From<Socket> for OwnedFd {
     fn from(sock: Socket) -> OwnedFd {
-        sock.inner.into()
+        sock.into_socket2().into()
     }
 }
 
@@ -258,7 +272,7 @@ macro_rules! socket_from {
     ($($t:ty),* $(,)?) => {$(
         impl From<$t> for Socket {
             fn from(s: $t) -> Socket {
-                Socket { inner: socket2::Socket::from(OwnedFd::from(s)) }
+                Socket::from(socket2::Socket::from(OwnedFd::from(s)))
             }
         }
     )*};
@@ -276,7 +290,10 @@ socket_from!(
 
 impl From<socket2::Socket> for Socket {
     fn from(inner: socket2::Socket) -> Socket {
-        Socket { inner }
+        Socket {
+            readiness: SocketReadiness::default(),
+            inner,
+        }
     }
 }
 

@@ -271,3 +271,93 @@ impl FdTable {
         self.transports.borrow_mut().clear();
     }
 }
+
+/// A socket's registration for the `sock_*` coroutines, kept in the
+/// `Socket` (see `AbstractNetwork::poll_sock_ready`): on the socket's own
+/// descriptor, which the `Socket` keeps open for as long as this lives.
+pub(crate) struct SockRegistration {
+    /// The loop implementation it was made in (its reactor).
+    owner: usize,
+    fd: AsyncFd<BorrowedSock>,
+}
+
+/// The descriptor of a `Socket`, not owned.
+struct BorrowedSock(RawFd);
+
+impl std::os::fd::AsRawFd for BorrowedSock {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+/// `poll_sock_ready` of the Tokio loop.
+pub(crate) fn poll_sock_ready(
+    implementation: &crate::TokioEventLoop,
+    loop_: &EventLoop,
+    sock: &asyncio_core::socket::Socket,
+    reading: bool,
+    stale: &mut bool,
+    cx: &mut Context<'_>,
+) -> Option<Poll<Result<()>>> {
+    let owner = implementation as *const crate::TokioEventLoop as usize;
+    let mut slot = sock.readiness().lock().unwrap_or_else(|e| e.into_inner());
+    let current = slot
+        .as_mut()
+        .and_then(|state| state.downcast_mut::<SockRegistration>())
+        .filter(|r| r.owner == owner);
+    let registration = match current {
+        Some(r) => r,
+        None => {
+            // A first wait, or on another loop than before.
+            slot.take();
+            let fd = BorrowedSock(sock.fileno());
+            let registered = crate::base_events::in_runtime(loop_, || {
+                // SAFETY: the `Socket` owns the descriptor and drops this
+                // registration (its first field) before closing it, and
+                // before giving the descriptor away (`into_socket2`, `From<Socket>
+                // for OwnedFd`, `into_raw_fd`).
+                unsafe {
+                    AsyncFd::register_with_interest(fd, Interest::READABLE | Interest::WRITABLE)
+                }
+            });
+            // Registered elsewhere already (EEXIST): callbacks on a
+            // duplicate descriptor instead.
+            let fd = registered.ok()?;
+            *slot = Some(Box::new(SockRegistration { owner, fd }));
+            slot.as_mut()?.downcast_mut::<SockRegistration>()?
+        }
+    };
+    // Only the first poll, in the step whose call would have blocked, may
+    // see out-of-date readiness; what comes later is news.
+    let mut clear = std::mem::replace(stale, false);
+    loop {
+        let ready = if reading {
+            registration.fd.poll_read_ready(cx)
+        } else {
+            registration.fd.poll_write_ready(cx)
+        };
+        match ready {
+            Poll::Pending => return Some(Poll::Pending),
+            Poll::Ready(Err(e)) => {
+                // The reactor it was made in is gone (a loop closed, and
+                // another made at its address): register again next time.
+                slot.take();
+                drop(slot);
+                if !clear {
+                    return Some(Poll::Ready(Err(Error::from(e))));
+                }
+                // A new registration's readiness is current.
+                return poll_sock_ready(implementation, loop_, sock, reading, &mut false, cx);
+            }
+            Poll::Ready(Ok(mut guard)) => {
+                if clear {
+                    // The call that would block came after this readiness.
+                    guard.clear_ready();
+                    clear = false;
+                    continue;
+                }
+                return Some(Poll::Ready(Ok(())));
+            }
+        }
+    }
+}

@@ -284,6 +284,17 @@ impl AbstractNetwork for TokioEventLoop {
         ))
     }
 
+    fn poll_sock_ready(
+        &self,
+        loop_: &EventLoop,
+        sock: &asyncio_core::socket::Socket,
+        reading: bool,
+        stale: &mut bool,
+        cx: &mut Context<'_>,
+    ) -> Option<Poll<Result<()>>> {
+        crate::fd_events::poll_sock_ready(self, loop_, sock, reading, stale, cx)
+    }
+
     fn add_fd_callback(
         &self,
         loop_: &EventLoop,

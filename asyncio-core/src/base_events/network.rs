@@ -290,6 +290,23 @@ pub trait AbstractNetwork {
         pipe: OwnedFd,
     ) -> LocalBoxFuture<'static, Result<Rc<dyn crate::transports::WriteTransport>>>;
 
+    /// Waits, for the `sock_*` coroutines, until `sock` is readable
+    /// (`reading`) or writable, through a registration the implementation
+    /// keeps in [`Socket::readiness`](crate::socket::Socket::readiness)
+    /// (none per call, unlike a reader callback). `*stale` is set when the
+    /// caller's last call on the socket would have blocked: readiness
+    /// recorded before then is out of date; the implementation clears it.
+    /// `None`: the socket cannot be registered so (the caller falls back to
+    /// reader/writer callbacks).
+    fn poll_sock_ready(
+        &self,
+        loop_: &EventLoop,
+        sock: &crate::socket::Socket,
+        reading: bool,
+        stale: &mut bool,
+        cx: &mut std::task::Context<'_>,
+    ) -> Option<std::task::Poll<Result<()>>>;
+
     /// CPython's `_add_reader` (`reading`) or `_add_writer`: `handle` runs
     /// (through [`EventLoop::run_handle`]) in every iteration in which `fd`
     /// is ready, level-triggered, replacing and cancelling the previous

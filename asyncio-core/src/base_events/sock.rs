@@ -134,10 +134,36 @@ impl EventLoop {
         Ok(())
     }
 
+    /// Waits until `sock` is readable (`reading`) or writable, after a call
+    /// on it would have blocked: through the socket's own registration
+    /// with the loop's reactor, else (a socket the implementation cannot
+    /// register) a reader/writer callback as CPython's.
+    async fn wait_sock(&self, sock: &Socket, reading: bool) -> Result<()> {
+        let network = self.network()?;
+        network.ensure_fd_no_transport(sock.fileno())?;
+        let mut stale = true;
+        let mut fallback = false;
+        // A task's cancellation ends the wait at once, as it ends CPython's
+        // wait on a future.
+        crate::cancellable(std::future::poll_fn(|cx| {
+            match network.poll_sock_ready(self, sock, reading, &mut stale, cx) {
+                Some(poll) => poll,
+                None => {
+                    fallback = true;
+                    std::task::Poll::Ready(Ok(()))
+                }
+            }
+        }))
+        .await??;
+        if fallback {
+            self.wait_fd(sock.fileno(), reading).await?;
+        }
+        Ok(())
+    }
+
     /// Waits until `fd` is readable (`reading`) or writable, with a reader
     /// (writer) callback removed once the wait ends, unless replaced.
     async fn wait_fd(&self, fd: RawFd, reading: bool) -> Result<()> {
-        self.network()?.ensure_fd_no_transport(fd)?;
         let ready = Future::<()>::new(self);
         let r = ready.clone();
         let handle = self.add_fd_internal(
@@ -171,7 +197,7 @@ impl EventLoop {
         loop {
             match op(sock) {
                 Ok(v) => return Ok(v),
-                Err(e) if would_block(&e) => self.wait_fd(sock.fileno(), reading).await?,
+                Err(e) if would_block(&e) => self.wait_sock(sock, reading).await?,
                 Err(e) => return Err(Error::from(e)),
             }
         }
@@ -233,7 +259,7 @@ impl EventLoop {
         while sent < data.len() {
             match sock.send(&data[sent..]) {
                 Ok(n) => sent += n,
-                Err(e) if would_block(&e) => self.wait_fd(sock.fileno(), false).await?,
+                Err(e) if would_block(&e) => self.wait_sock(sock, false).await?,
                 Err(e) => return Err(Error::from(e)),
             }
         }
@@ -272,7 +298,7 @@ impl EventLoop {
             Err(e) => return Err(Error::from(e)),
         }
         loop {
-            self.wait_fd(sock.fileno(), false).await?;
+            self.wait_sock(sock, false).await?;
             match sock.take_error() {
                 Ok(None) => return Ok(()),
                 Ok(Some(e)) | Err(e) if would_block(&e) => continue,
