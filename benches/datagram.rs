@@ -21,7 +21,10 @@ use std::time::{Duration, Instant};
 
 use asyncio::socket::{Socket, AF_INET, SOCK_STREAM};
 use asyncio::{Address, BaseProtocol, DatagramProtocol, DatagramTransport};
-use harness::ServerProc;
+use harness::Kind;
+
+/// The Python peers' servers.
+const SCRIPT: &str = "dgram_sock_server.py";
 
 // ===== servers =====
 
@@ -224,35 +227,6 @@ fn run_client(udp: bool, port: u16, size: usize, conns: usize, limit: f64) -> st
 
 // ===== driver =====
 
-#[derive(Clone, Copy, PartialEq)]
-enum Kind {
-    Asyncio,
-    Tokio,
-    Uvloop,
-    CPython,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Asyncio => "asyncio-rs",
-            Kind::Tokio => "raw Tokio",
-            Kind::Uvloop => "uvloop",
-            Kind::CPython => "CPython asyncio",
-        }
-    }
-
-    fn start(self, test: &str, wrapper: &[&str]) -> Option<ServerProc> {
-        let argv = match self {
-            Kind::Asyncio => harness::this_binary(&["--server", "asyncio", test]),
-            Kind::Tokio => harness::this_binary(&["--server", "tokio", test]),
-            Kind::Uvloop => harness::python_script("dgram_sock_server.py", &["uvloop", test]),
-            Kind::CPython => harness::python_script("dgram_sock_server.py", &["asyncio", test]),
-        };
-        ServerProc::start(harness::wrapped(wrapper, &argv))
-    }
-}
-
 struct Test {
     name: &'static str,
     arg: &'static str,
@@ -327,7 +301,7 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1.5);
-    let kinds = [Kind::Asyncio, Kind::Tokio, Kind::Uvloop, Kind::CPython];
+    let kinds = Kind::ALL;
     let wrapper = harness::server_wrapper();
     let parts =
         std::env::var("BENCH_PARTS").unwrap_or_else(|_| "throughput,instructions".to_owned());
@@ -340,7 +314,7 @@ fn main() {
             let mut tokio_rps = None;
             let mut rows = Vec::new();
             for kind in kinds {
-                let Some(server) = kind.start(test.arg, &wrapper) else {
+                let Some(server) = kind.start(&wrapper, SCRIPT, &[test.arg]) else {
                     rows.push((kind, None));
                     continue;
                 };
@@ -380,7 +354,7 @@ fn main() {
                 .map(|k| {
                     harness::instructions_per_round_trip(
                         &format!("{}-{}", test.arg, k.name()),
-                        |wrapper| k.start(test.arg, wrapper),
+                        |wrapper| k.start(wrapper, SCRIPT, &[test.arg]),
                         |port, rounds| load(test, port, -(rounds as f64)).map(|r| r.3),
                         4000,
                     )

@@ -23,7 +23,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use asyncio::{BaseProtocol, Protocol, Transport};
-use harness::ServerProc;
+use harness::Kind;
 
 // ===== servers =====
 
@@ -200,35 +200,6 @@ fn idle_main(args: &[String]) -> std::io::Result<()> {
 
 // ===== driver =====
 
-#[derive(Clone, Copy, PartialEq)]
-enum Kind {
-    Asyncio,
-    Tokio,
-    Uvloop,
-    CPython,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Asyncio => "asyncio-rs",
-            Kind::Tokio => "raw Tokio",
-            Kind::Uvloop => "uvloop",
-            Kind::CPython => "CPython asyncio",
-        }
-    }
-
-    fn start(self, wrapper: &[&str]) -> Option<ServerProc> {
-        let argv = match self {
-            Kind::Asyncio => harness::this_binary(&["--server", "asyncio"]),
-            Kind::Tokio => harness::this_binary(&["--server", "tokio"]),
-            Kind::Uvloop => harness::python_script("echo_server.py", &["uvloop"]),
-            Kind::CPython => harness::python_script("echo_server.py", &["asyncio"]),
-        };
-        ServerProc::start(harness::wrapped(wrapper, &argv))
-    }
-}
-
 /// Runs the load generator: `(req/s, p50 µs, p99 µs, requests)`.
 fn load(port: u16, size: usize, conns: usize, limit: f64) -> Option<(f64, f64, f64, u64)> {
     harness::load(&[
@@ -243,7 +214,7 @@ fn load(port: u16, size: usize, conns: usize, limit: f64) -> Option<(f64, f64, f
 fn instructions_per_round_trip(kind: Kind, size: usize, conns: usize, rounds: u64) -> Option<f64> {
     harness::instructions_per_round_trip(
         &format!("echo-{}-{size}", kind.name()),
-        |wrapper| kind.start(wrapper),
+        |wrapper| kind.start(wrapper, "echo_server.py", &[]),
         |port, rounds| load(port, size, conns, -(rounds as f64)).map(|r| r.3),
         rounds,
     )
@@ -264,7 +235,7 @@ fn fd_count(pid: u32) -> usize {
 
 /// Server memory per idle connection, in bytes.
 fn idle_cost(kind: Kind, conns: usize) -> Option<f64> {
-    let server = kind.start(&[])?;
+    let server = kind.start(&[], "echo_server.py", &[])?;
     // One connection first, so that lazily made buffers exist already.
     load(server.port, 1024, 1, -10.0)?;
     let before = rss_kib(server.pid())?;
@@ -324,7 +295,7 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1.5);
-    let kinds = [Kind::Asyncio, Kind::Tokio, Kind::Uvloop, Kind::CPython];
+    let kinds = Kind::ALL;
     let configs = [
         (1024usize, 10usize),
         (1024, 100),
@@ -346,7 +317,7 @@ fn main() {
             let mut tokio_rps = None;
             let mut rows = Vec::new();
             for kind in kinds {
-                let Some(server) = kind.start(&wrapper) else {
+                let Some(server) = kind.start(&wrapper, "echo_server.py", &[]) else {
                     rows.push((kind, None));
                     continue;
                 };

@@ -18,20 +18,19 @@ use std::task::{Context, Poll};
 use asyncio_core::base_events::{
     DatagramEndpointOptions, DatagramProtocolFactory, SocketAddressArg,
 };
-use asyncio_core::exception_context::{ContextValue, ExceptionContext};
 use asyncio_core::protocols::DatagramProtocolRef;
 use asyncio_core::socket::{
     family_name, Socket, AF_INET, AF_INET6, AF_UNIX, IPPROTO_UDP, SOCK_DGRAM, SOCK_STREAM,
 };
-use asyncio_core::transports::{
-    check_write_buffer_limits, Address, BaseTransport, DatagramTransport, ExtraInfo,
-    DEFAULT_HIGH_WATER,
-};
+use asyncio_core::transports::{Address, BaseTransport, DatagramTransport, ExtraInfo};
 use asyncio_core::{Error, ErrorKind, EventLoop, Future, Registration, Result, Schedulable};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{Interest, Ready};
 
 use crate::selector_events::{ReadBuffer, SocketInfo, MAX_READ};
+use crate::transport_support::{
+    callback_failed, flow_called, io_when_ready, report, warn_unclosed, FlowControl,
+};
 
 /// The most datagrams read at one wake-up (libuv's `uv__udp_recvmsg`
 /// bound).
@@ -43,11 +42,6 @@ const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
 /// What a buffered datagram adds to the buffer size besides its bytes
 /// (CPython's "include header bytes").
 const DATAGRAM_HEADER: usize = 8;
-
-enum Flow {
-    Pause,
-    Resume,
-}
 
 /// Resolves when the socket has a pending error (`EPOLLERR` without
 /// `EPOLLIN`: the ICMP error of a connected UDP socket).
@@ -63,10 +57,7 @@ struct State {
     conn_lost: u32,
     /// The reader was added (after `connection_made`).
     reader_added: bool,
-    protocol_paused: bool,
     protocol_connected: bool,
-    high_water: usize,
-    low_water: usize,
 }
 
 impl State {
@@ -88,6 +79,7 @@ pub(crate) struct DatagramSocketTransport {
     address: Option<Address>,
     /// Set for a connected socket once reading starts.
     error_watch: RefCell<Option<ErrorWatch>>,
+    flow: FlowControl,
 }
 
 impl DatagramSocketTransport {
@@ -122,11 +114,9 @@ impl DatagramSocketTransport {
                 closing: false,
                 conn_lost: 0,
                 reader_added: false,
-                protocol_paused: false,
                 protocol_connected: true,
-                high_water: DEFAULT_HIGH_WATER,
-                low_water: DEFAULT_HIGH_WATER / 4,
             }),
+            flow: FlowControl::default(),
             protocol: RefCell::new(Some(protocol)),
             info,
             address,
@@ -230,23 +220,8 @@ impl DatagramSocketTransport {
 
     // ----- errors and closing -----
 
-    /// An error escaping a protocol callback run from the transport's
-    /// reader or writer: CPython's `Handle._run` logs it as the callback's,
-    /// and the endpoint stays open.
     fn callback_failed(&self, callback: &str, exc: Error) {
-        if exc.kind().is_exit() {
-            self.loop_.raise_base_exception(exc);
-            return;
-        }
-        let mut ctx = ExceptionContext::new(format!(
-            "Exception in callback _SelectorDatagramTransport.{callback}()"
-        ));
-        ctx.exception = Some(exc);
-        ctx.set(
-            "handle",
-            ContextValue::Text(format!("<Handle _SelectorDatagramTransport.{callback}()>")),
-        );
-        self.loop_.call_exception_handler(ctx);
+        callback_failed(&self.loop_, "_SelectorDatagramTransport", callback, exc);
     }
 
     /// CPython's `_fatal_error`: report (unless an `OSError`), then
@@ -257,13 +232,9 @@ impl DatagramSocketTransport {
                 tracing::debug!(target: "asyncio", "{:?}: {}", self, message);
             }
         } else {
-            let mut ctx = ExceptionContext::new(message);
-            ctx.exception = Some(exc.clone());
-            ctx.set("transport", ContextValue::Text(format!("{self:?}")));
-            if let Some(p) = self.current_protocol() {
-                ctx.set("protocol", ContextValue::Text(format!("{p:?}")));
-            }
-            self.loop_.call_exception_handler(ctx);
+            let protocol = self.current_protocol();
+            let protocol = protocol.as_ref().map(|p| p as &dyn fmt::Debug);
+            report(&self.loop_, message, exc.clone(), self, protocol);
         }
         self.force_close(Some(exc));
     }
@@ -370,7 +341,7 @@ impl DatagramSocketTransport {
                 return false;
             };
             let mut cx = Context::from_waker(self.registration.waker());
-            recv_ready(sock, &mut cx, buf)
+            io_when_ready(sock, &mut cx, true, |s| s.recvfrom_into(buf))
         };
         let Some(received) = received else {
             return false;
@@ -496,70 +467,25 @@ impl DatagramSocketTransport {
     }
 
     fn maybe_pause_protocol(&self) {
-        {
-            let mut st = self.state.borrow_mut();
-            if st.buffer_size <= st.high_water || st.protocol_paused {
-                return;
-            }
-            st.protocol_paused = true;
+        if self.flow.should_pause(self.get_write_buffer_size()) {
+            self.deliver_flow(true);
         }
-        self.deliver_flow(Flow::Pause);
     }
 
     fn maybe_resume_protocol(&self) {
-        {
-            let mut st = self.state.borrow_mut();
-            if !(st.protocol_paused && st.buffer_size <= st.low_water) {
-                return;
-            }
-            st.protocol_paused = false;
-        }
-        self.deliver_flow(Flow::Resume);
-    }
-
-    fn deliver_flow(&self, flow: Flow) {
-        let Some(protocol) = self.current_protocol() else {
-            return;
-        };
-        let (called, message) = match flow {
-            Flow::Pause => (protocol.pause_writing(), "protocol.pause_writing() failed"),
-            Flow::Resume => (
-                protocol.resume_writing(),
-                "protocol.resume_writing() failed",
-            ),
-        };
-        match called {
-            Err(e) if e.kind().is_exit() => self.loop_.raise_base_exception(e),
-            Err(e) => {
-                let mut ctx = ExceptionContext::new(message);
-                ctx.exception = Some(e);
-                ctx.set("transport", ContextValue::Text(format!("{self:?}")));
-                ctx.set("protocol", ContextValue::Text(format!("{protocol:?}")));
-                self.loop_.call_exception_handler(ctx);
-            }
-            Ok(()) => {}
+        if self.flow.should_resume(self.get_write_buffer_size()) {
+            self.deliver_flow(false);
         }
     }
-}
 
-/// One `recvfrom` if the socket is readable: `None` when it is not (the
-/// waker is registered then).
-fn recv_ready(
-    sock: &AsyncFd<Socket>,
-    cx: &mut Context<'_>,
-    buf: &mut [u8],
-) -> Option<io::Result<(usize, Address)>> {
-    loop {
-        let mut guard = match sock.poll_read_ready(cx) {
-            Poll::Pending => return None,
-            Poll::Ready(Err(e)) => return Some(Err(e)),
-            Poll::Ready(Ok(guard)) => guard,
-        };
-        match guard.try_io(|s| s.get_ref().recvfrom_into(buf)) {
-            // Readiness cleared: poll again to register the waker.
-            Err(_would_block) => continue,
-            Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Ok(outcome) => return Some(outcome),
+    fn deliver_flow(&self, pause: bool) {
+        if let Some(p) = self.current_protocol() {
+            let called = if pause {
+                p.pause_writing()
+            } else {
+                p.resume_writing()
+            };
+            flow_called(&self.loop_, pause, called, self, &p);
         }
     }
 }
@@ -579,10 +505,8 @@ impl Schedulable for DatagramSocketTransport {
             .try_borrow()
             .map(|st| st.sock.is_some())
             .unwrap_or(false);
-        if open && self.loop_.get_debug() {
-            asyncio_core::log::warning(format_args!(
-                "ResourceWarning: unclosed transport {self:?}"
-            ));
+        if open {
+            warn_unclosed(&self.loop_, &*self);
         }
         self.release();
     }
@@ -590,17 +514,8 @@ impl Schedulable for DatagramSocketTransport {
 
 impl BaseTransport for DatagramSocketTransport {
     fn get_extra_info(&self, name: &str) -> Option<ExtraInfo> {
-        match name {
-            "peername" => self.info.peername.clone().map(ExtraInfo::Address),
-            "sockname" => self.info.sockname.clone().map(ExtraInfo::Address),
-            "socket" => {
-                let st = self.state.borrow();
-                Some(ExtraInfo::Socket(
-                    self.info.transport_socket(st.alive.as_ref()),
-                ))
-            }
-            _ => None,
-        }
+        self.info
+            .extra_info(name, self.state.borrow().alive.as_ref())
     }
 
     fn is_closing(&self) -> bool {
@@ -697,19 +612,13 @@ impl DatagramTransport for DatagramSocketTransport {
     }
 
     fn set_write_buffer_limits(&self, high: Option<usize>, low: Option<usize>) -> Result<()> {
-        let (high, low) = check_write_buffer_limits(high, low)?;
-        {
-            let mut st = self.state.borrow_mut();
-            st.high_water = high;
-            st.low_water = low;
-        }
+        self.flow.set_limits(high, low)?;
         self.maybe_pause_protocol();
         Ok(())
     }
 
     fn get_write_buffer_limits(&self) -> (usize, usize) {
-        let st = self.state.borrow();
-        (st.low_water, st.high_water)
+        self.flow.limits()
     }
 }
 

@@ -13,6 +13,7 @@ mod datagram;
 mod dns;
 mod fd_events;
 mod selector_events;
+mod transport_support;
 mod unix_events;
 mod unix_pipes;
 

@@ -16,17 +16,18 @@ use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::task::{Context, Poll};
 
-use asyncio_core::exception_context::{ContextValue, ExceptionContext};
+use asyncio_core::exception_context::ExceptionContext;
 use asyncio_core::protocols::{ReadOutcome, StreamProtocolRef};
 use asyncio_core::transports::{
-    check_write_buffer_limits, Address, BaseTransport, ExtraInfo, ReadTransport, Transport,
-    TransportSocket, WriteTransport, DEFAULT_HIGH_WATER,
+    Address, BaseTransport, ExtraInfo, ReadTransport, Transport, TransportSocket, WriteTransport,
 };
 use asyncio_core::{
     Error, ErrorKind, EventLoop, Future, Registration, Result, Schedulable, Server,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
+
+use crate::transport_support::{flow_called, report, warn_unclosed, FlowControl};
 
 /// CPython's `max_size`: the most read in one `recv`.
 pub(crate) const MAX_READ: usize = 256 * 1024;
@@ -161,6 +162,17 @@ impl SocketInfo {
         }
     }
 
+    /// A socket transport's `get_extra_info`: `peername`, `sockname`,
+    /// `socket`.
+    pub(crate) fn extra_info(&self, name: &str, alive: Option<&Rc<()>>) -> Option<ExtraInfo> {
+        match name {
+            "peername" => self.peername.clone().map(ExtraInfo::Address),
+            "sockname" => self.sockname.clone().map(ExtraInfo::Address),
+            "socket" => Some(ExtraInfo::Socket(self.transport_socket(alive))),
+            _ => None,
+        }
+    }
+
     /// The socket as `TransportSocket`; with `alive` gone it reports `fd=-1`.
     pub(crate) fn transport_socket(&self, alive: Option<&Rc<()>>) -> TransportSocket {
         TransportSocket::new(
@@ -171,11 +183,6 @@ impl SocketInfo {
             alive.map_or_else(Weak::new, Rc::downgrade),
         )
     }
-}
-
-enum Flow {
-    Pause,
-    Resume,
 }
 
 struct State {
@@ -195,10 +202,7 @@ struct State {
     /// The reader was added (after `connection_made`), and not removed by
     /// an EOF the protocol kept the transport open for.
     reader_added: bool,
-    protocol_paused: bool,
     protocol_connected: bool,
-    high_water: usize,
-    low_water: usize,
     server: Option<asyncio_core::base_events::ServerClient>,
 }
 
@@ -223,6 +227,7 @@ pub(crate) struct SocketTransport {
     protocol: RefCell<Option<StreamProtocolRef>>,
     info: SocketInfo,
     is_buffered: Cell<bool>,
+    flow: FlowControl,
 }
 
 impl SocketTransport {
@@ -262,12 +267,10 @@ impl SocketTransport {
                 conn_lost: 0,
                 paused: false,
                 reader_added: false,
-                protocol_paused: false,
                 protocol_connected: true,
-                high_water: DEFAULT_HIGH_WATER,
-                low_water: DEFAULT_HIGH_WATER / 4,
                 server: None,
             }),
+            flow: FlowControl::default(),
             protocol: RefCell::new(Some(protocol)),
             info,
             is_buffered: Cell::new(is_buffered),
@@ -332,13 +335,9 @@ impl SocketTransport {
     // ----- errors and closing -----
 
     fn report(&self, message: &str, exc: Error) {
-        let mut ctx = ExceptionContext::new(message);
-        ctx.exception = Some(exc);
-        ctx.set("transport", ContextValue::Text(format!("{self:?}")));
-        if let Some(p) = self.current_protocol() {
-            ctx.set("protocol", ContextValue::Text(format!("{p:?}")));
-        }
-        self.loop_.call_exception_handler(ctx);
+        let protocol = self.current_protocol();
+        let protocol = protocol.as_ref().map(|p| p as &dyn fmt::Debug);
+        report(&self.loop_, message, exc, self, protocol);
     }
 
     /// CPython's `_fatal_error`: report (unless an `OSError`), then
@@ -697,45 +696,28 @@ impl SocketTransport {
     }
 
     fn maybe_pause_protocol(&self) {
-        {
-            let mut st = self.state.borrow_mut();
-            if st.buffer_size <= st.high_water || st.protocol_paused {
-                return;
-            }
-            st.protocol_paused = true;
+        if self.flow.should_pause(self.get_write_buffer_size()) {
+            self.deliver_flow(true);
         }
-        self.deliver_flow(Flow::Pause);
     }
 
     fn maybe_resume_protocol(&self) {
-        {
-            let mut st = self.state.borrow_mut();
-            if !(st.protocol_paused && st.buffer_size <= st.low_water) {
-                return;
-            }
-            st.protocol_paused = false;
+        if self.flow.should_resume(self.get_write_buffer_size()) {
+            self.deliver_flow(false);
         }
-        self.deliver_flow(Flow::Resume);
     }
 
     /// Calls `pause_writing`/`resume_writing` now (from inside `write()`
     /// when that is where the buffer crossed the mark, as CPython does);
     /// an error is reported and the connection goes on.
-    fn deliver_flow(&self, flow: Flow) {
-        let Some(protocol) = self.current_protocol() else {
-            return;
-        };
-        let (called, message) = match flow {
-            Flow::Pause => (protocol.pause_writing(), "protocol.pause_writing() failed"),
-            Flow::Resume => (
-                protocol.resume_writing(),
-                "protocol.resume_writing() failed",
-            ),
-        };
-        match called {
-            Err(e) if e.kind().is_exit() => self.loop_.raise_base_exception(e),
-            Err(e) => self.report(message, e),
-            Ok(()) => {}
+    fn deliver_flow(&self, pause: bool) {
+        if let Some(p) = self.current_protocol() {
+            let called = if pause {
+                p.pause_writing()
+            } else {
+                p.resume_writing()
+            };
+            flow_called(&self.loop_, pause, called, self, &p);
         }
     }
 }
@@ -755,10 +737,8 @@ impl Schedulable for SocketTransport {
             .try_borrow()
             .map(|st| st.stream.is_some())
             .unwrap_or(false);
-        if open && self.loop_.get_debug() {
-            asyncio_core::log::warning(format_args!(
-                "ResourceWarning: unclosed transport {self:?}"
-            ));
+        if open {
+            warn_unclosed(&self.loop_, &*self);
         }
         self.release();
     }
@@ -766,17 +746,8 @@ impl Schedulable for SocketTransport {
 
 impl BaseTransport for SocketTransport {
     fn get_extra_info(&self, name: &str) -> Option<ExtraInfo> {
-        match name {
-            "peername" => self.info.peername.clone().map(ExtraInfo::Address),
-            "sockname" => self.info.sockname.clone().map(ExtraInfo::Address),
-            "socket" => {
-                let st = self.state.borrow();
-                Some(ExtraInfo::Socket(
-                    self.info.transport_socket(st.alive.as_ref()),
-                ))
-            }
-            _ => None,
-        }
+        self.info
+            .extra_info(name, self.state.borrow().alive.as_ref())
     }
 
     fn is_closing(&self) -> bool {
@@ -839,12 +810,7 @@ impl ReadTransport for SocketTransport {
 
 impl WriteTransport for SocketTransport {
     fn set_write_buffer_limits(&self, high: Option<usize>, low: Option<usize>) -> Result<()> {
-        let (high, low) = check_write_buffer_limits(high, low)?;
-        {
-            let mut st = self.state.borrow_mut();
-            st.high_water = high;
-            st.low_water = low;
-        }
+        self.flow.set_limits(high, low)?;
         self.maybe_pause_protocol();
         Ok(())
     }
@@ -854,8 +820,7 @@ impl WriteTransport for SocketTransport {
     }
 
     fn get_write_buffer_limits(&self) -> (usize, usize) {
-        let st = self.state.borrow();
-        (st.low_water, st.high_water)
+        self.flow.limits()
     }
 
     fn write(&self, data: &[u8]) -> Result<()> {

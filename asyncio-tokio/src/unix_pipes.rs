@@ -19,17 +19,18 @@ use std::rc::{Rc, Weak};
 use std::task::{Context, Poll};
 
 use asyncio_core::base_events::ConnectionProtocolFactory;
-use asyncio_core::exception_context::{ContextValue, ExceptionContext};
 use asyncio_core::protocols::StreamProtocolRef;
 use asyncio_core::transports::{
-    check_write_buffer_limits, BaseTransport, ExtraInfo, ReadTransport, Transport, WriteTransport,
-    DEFAULT_HIGH_WATER,
+    BaseTransport, ExtraInfo, ReadTransport, Transport, WriteTransport,
 };
 use asyncio_core::{Error, ErrorKind, EventLoop, Future, Registration, Result, Schedulable};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{Interest, Ready};
 
 use crate::selector_events::{ReadBuffer, MAX_READ};
+use crate::transport_support::{
+    callback_failed, flow_called, io_when_ready, report, warn_unclosed, FlowControl,
+};
 
 /// Writes dropped after the pipe is lost start warning at this count.
 const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
@@ -87,35 +88,61 @@ fn no_attribute(class: &str, name: &str) -> Error {
     )
 }
 
-/// What both pipe transports share: the loop, the protocol, reporting.
+/// What both pipe transports share: the loop, the pipe, the protocol.
 struct PipeBase {
     loop_: EventLoop,
     registration: Registration,
+    /// `None` once closed (CPython's `_pipe = None`).
+    pipe: RefCell<Option<Rc<AsyncFd<File>>>>,
     protocol: RefCell<Option<StreamProtocolRef>>,
     fd: RawFd,
     class: &'static str,
 }
 
 impl PipeBase {
+    fn new(
+        loop_: &EventLoop,
+        pipe: Rc<AsyncFd<File>>,
+        protocol: StreamProtocolRef,
+        class: &'static str,
+    ) -> Result<PipeBase> {
+        Ok(PipeBase {
+            loop_: loop_.non_owning(),
+            registration: loop_.new_registration()?,
+            fd: pipe.get_ref().as_raw_fd(),
+            pipe: RefCell::new(Some(pipe)),
+            protocol: RefCell::new(Some(protocol)),
+            class,
+        })
+    }
+
+    fn pipe(&self) -> Option<Rc<AsyncFd<File>>> {
+        self.pipe.borrow().clone()
+    }
+
+    fn is_open(&self) -> bool {
+        self.pipe.borrow().is_some()
+    }
+
     fn protocol(&self) -> Option<StreamProtocolRef> {
         self.protocol.borrow().clone()
     }
 
-    /// An error escaping a protocol callback run from the transport's
-    /// reader: CPython's `Handle._run` logs it as the callback's.
-    fn callback_failed(&self, callback: &str, exc: Error) {
-        if exc.kind().is_exit() {
-            self.loop_.raise_base_exception(exc);
-            return;
+    fn set_protocol(&self, protocol: StreamProtocolRef) {
+        if self.is_open() {
+            *self.protocol.borrow_mut() = Some(protocol);
         }
-        let mut ctx =
-            ExceptionContext::new(format!("Exception in callback {}.{callback}()", self.class));
-        ctx.exception = Some(exc);
-        ctx.set(
-            "handle",
-            ContextValue::Text(format!("<Handle {}.{callback}()>", self.class)),
-        );
-        self.loop_.call_exception_handler(ctx);
+    }
+
+    fn extra_info(&self, name: &str) -> Option<ExtraInfo> {
+        match name {
+            "pipe" => Some(ExtraInfo::Pipe(if self.is_open() { self.fd } else { -1 })),
+            _ => None,
+        }
+    }
+
+    fn callback_failed(&self, callback: &str, exc: Error) {
+        callback_failed(&self.loop_, self.class, callback, exc);
     }
 
     /// The reporting half of CPython's `_fatal_error`.
@@ -126,28 +153,85 @@ impl PipeBase {
             }
             return;
         }
-        let mut ctx = ExceptionContext::new(message);
-        ctx.exception = Some(exc.clone());
-        ctx.set("transport", ContextValue::Text(format!("{transport:?}")));
-        if let Some(p) = self.protocol() {
-            ctx.set("protocol", ContextValue::Text(format!("{p:?}")));
-        }
-        self.loop_.call_exception_handler(ctx);
+        let protocol = self.protocol();
+        let protocol = protocol.as_ref().map(|p| p as &dyn fmt::Debug);
+        report(&self.loop_, message, exc.clone(), transport, protocol);
     }
 
-    fn unclosed_warning(&self, transport: &dyn fmt::Debug) {
-        if self.loop_.get_debug() {
-            asyncio_core::log::warning(format_args!(
-                "ResourceWarning: unclosed transport {transport:?}"
-            ));
+    /// `call_soon(_call_connection_lost, exc)` of `transport`; on a closed
+    /// loop, the pipe is released now.
+    fn schedule_connection_lost<T: PipeTransport>(
+        &self,
+        transport: Option<Rc<T>>,
+        exc: Option<Error>,
+    ) {
+        if let Some(t) = transport {
+            if self
+                .loop_
+                .call_soon(move || t.call_connection_lost(exc))
+                .is_err()
+            {
+                self.release();
+            }
         }
     }
+
+    /// CPython's `_call_connection_lost`: the protocol's last call, then
+    /// the pipe closed and the protocol forgotten.
+    fn finish(&self, exc: Option<Error>) -> Result<()> {
+        if !self.is_open() {
+            return Ok(());
+        }
+        let outcome = match self.protocol() {
+            Some(p) => p.connection_lost(exc),
+            None => Ok(()),
+        };
+        self.release();
+        outcome
+    }
+
+    fn release(&self) {
+        let pipe = self.pipe.borrow_mut().take();
+        drop(pipe);
+        let protocol = self.protocol.borrow_mut().take();
+        drop(protocol);
+        self.registration.unregister();
+    }
+
+    /// The loop closed with the transport open: CPython's `__del__`.
+    fn abandon(&self, transport: &dyn fmt::Debug) {
+        if self.is_open() {
+            warn_unclosed(&self.loop_, transport);
+        }
+    }
+
+    /// The reprs' common head (`_UnixReadPipeTransport closing fd=5`), and
+    /// the state word of a pipe not open or on a closed loop.
+    fn repr_head(&self, closing: bool) -> (Vec<String>, Option<&'static str>) {
+        let mut info = vec![self.class.to_owned()];
+        if !self.is_open() {
+            info.push("closed".to_owned());
+        } else if closing {
+            info.push("closing".to_owned());
+        }
+        info.push(format!("fd={}", self.fd));
+        let state = match (self.is_open(), self.loop_.is_closed()) {
+            (false, _) => Some("closed"),
+            (true, true) => Some("open"),
+            (true, false) => None,
+        };
+        (info, state)
+    }
+}
+
+/// A pipe transport, as [`PipeBase`] schedules its end.
+trait PipeTransport: 'static {
+    fn call_connection_lost(&self, exc: Option<Error>) -> Result<()>;
 }
 
 // ----- the read pipe -----
 
 struct ReadState {
-    pipe: Option<Rc<AsyncFd<File>>>,
     closing: bool,
     paused: bool,
     /// The reader was added (after `connection_made`).
@@ -156,7 +240,7 @@ struct ReadState {
 
 impl ReadState {
     fn reader_active(&self) -> bool {
-        self.reader_added && !self.closing && !self.paused && self.pipe.is_some()
+        self.reader_added && !self.closing && !self.paused
     }
 }
 
@@ -176,20 +260,12 @@ impl ReadPipeTransport {
         read_buffer: ReadBuffer,
         waiter: Future<()>,
     ) -> Result<Rc<ReadPipeTransport>> {
-        let fd = pipe.get_ref().as_raw_fd();
-        let registration = loop_.new_registration()?;
+        let base = PipeBase::new(loop_, pipe, protocol, "_UnixReadPipeTransport")?;
         let transport = Rc::new_cyclic(|this| ReadPipeTransport {
             this: this.clone(),
-            base: PipeBase {
-                loop_: loop_.non_owning(),
-                registration,
-                protocol: RefCell::new(Some(protocol)),
-                fd,
-                class: "_UnixReadPipeTransport",
-            },
+            base,
             read_buffer,
             state: RefCell::new(ReadState {
-                pipe: Some(pipe),
                 closing: false,
                 paused: false,
                 reader_added: false,
@@ -239,12 +315,11 @@ impl ReadPipeTransport {
             }
         };
         let read = {
-            let st = self.state.borrow();
-            let Some(pipe) = st.pipe.as_ref() else {
+            let Some(pipe) = self.base.pipe() else {
                 return;
             };
             let mut cx = Context::from_waker(self.base.registration.waker());
-            read_ready_pipe(pipe, &mut cx, buf)
+            io_when_ready(&pipe, &mut cx, true, |mut file| file.read(buf))
         };
         match read {
             None => {}
@@ -272,7 +347,8 @@ impl ReadPipeTransport {
                         .loop_
                         .call_soon(move || protocol.eof_received().map(drop));
                 }
-                self.schedule_connection_lost(None);
+                self.base
+                    .schedule_connection_lost(self.this.upgrade(), None);
             }
             Some(Ok(n)) => {
                 let delivered = match self.base.protocol() {
@@ -284,12 +360,10 @@ impl ReadPipeTransport {
                     self.base.callback_failed("_read_ready", e);
                 }
                 // More to read: the next iteration reads it.
-                let st = self.state.borrow();
-                if st.reader_active() {
-                    if let Some(pipe) = st.pipe.as_ref() {
+                if self.state.borrow().reader_active() {
+                    if let Some(pipe) = self.base.pipe() {
                         let mut cx = Context::from_waker(self.base.registration.waker());
                         if pipe.poll_read_ready(&mut cx).is_ready() {
-                            drop(st);
                             self.base.registration.schedule();
                         }
                     }
@@ -301,61 +375,13 @@ impl ReadPipeTransport {
     /// CPython's `_close`.
     fn close_with(&self, exc: Option<Error>) {
         self.state.borrow_mut().closing = true;
-        self.schedule_connection_lost(exc);
-    }
-
-    fn schedule_connection_lost(&self, exc: Option<Error>) {
-        if let Some(me) = self.this.upgrade() {
-            if self
-                .base
-                .loop_
-                .call_soon(move || me.call_connection_lost(exc))
-                .is_err()
-            {
-                self.release();
-            }
-        }
-    }
-
-    fn call_connection_lost(&self, exc: Option<Error>) -> Result<()> {
-        if self.state.borrow().pipe.is_none() {
-            return Ok(());
-        }
-        let outcome = match self.base.protocol() {
-            Some(p) => p.connection_lost(exc),
-            None => Ok(()),
-        };
-        self.release();
-        outcome
-    }
-
-    fn release(&self) {
-        let pipe = self.state.borrow_mut().pipe.take();
-        drop(pipe);
-        let protocol = self.base.protocol.borrow_mut().take();
-        drop(protocol);
-        self.base.registration.unregister();
+        self.base.schedule_connection_lost(self.this.upgrade(), exc);
     }
 }
 
-/// One `read` if the pipe is readable: `None` when it is not (the waker is
-/// registered then).
-fn read_ready_pipe(
-    pipe: &AsyncFd<File>,
-    cx: &mut Context<'_>,
-    buf: &mut [u8],
-) -> Option<io::Result<usize>> {
-    loop {
-        let mut guard = match pipe.poll_read_ready(cx) {
-            Poll::Pending => return None,
-            Poll::Ready(Err(e)) => return Some(Err(e)),
-            Poll::Ready(Ok(guard)) => guard,
-        };
-        match guard.try_io(|p| p.get_ref().read(buf)) {
-            Err(_would_block) => continue,
-            Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Ok(outcome) => return Some(outcome),
-        }
+impl PipeTransport for ReadPipeTransport {
+    fn call_connection_lost(&self, exc: Option<Error>) -> Result<()> {
+        self.base.finish(exc)
     }
 }
 
@@ -365,28 +391,14 @@ impl Schedulable for ReadPipeTransport {
     }
 
     fn abandon(self: Rc<Self>) {
-        let open = self
-            .state
-            .try_borrow()
-            .map(|st| st.pipe.is_some())
-            .unwrap_or(false);
-        if open {
-            self.base.unclosed_warning(&*self);
-        }
-        self.release();
+        self.base.abandon(&*self);
+        self.base.release();
     }
 }
 
 impl BaseTransport for ReadPipeTransport {
     fn get_extra_info(&self, name: &str) -> Option<ExtraInfo> {
-        match name {
-            "pipe" => Some(ExtraInfo::Pipe(if self.state.borrow().pipe.is_some() {
-                self.base.fd
-            } else {
-                -1
-            })),
-            _ => None,
-        }
+        self.base.extra_info(name)
     }
 
     fn is_closing(&self) -> bool {
@@ -473,9 +485,7 @@ impl WriteTransport for ReadPipeTransport {
 
 impl Transport for ReadPipeTransport {
     fn set_protocol(&self, protocol: StreamProtocolRef) {
-        if self.state.borrow().pipe.is_some() {
-            *self.base.protocol.borrow_mut() = Some(protocol);
-        }
+        self.base.set_protocol(protocol);
     }
 
     fn get_protocol(&self) -> Option<StreamProtocolRef> {
@@ -488,22 +498,13 @@ impl fmt::Debug for ReadPipeTransport {
         let Ok(st) = self.state.try_borrow() else {
             return f.write_str("<_UnixReadPipeTransport>");
         };
-        let mut info = vec![self.base.class.to_owned()];
-        if st.pipe.is_none() {
-            info.push("closed".to_owned());
-        } else if st.closing {
-            info.push("closing".to_owned());
-        }
-        info.push(format!("fd={}", self.base.fd));
-        info.push(
-            match (st.pipe.is_some(), self.base.loop_.is_closed()) {
-                (false, _) => "closed",
-                (true, true) => "open",
-                (true, false) if st.reader_active() => "polling",
-                (true, false) => "idle",
-            }
-            .to_owned(),
-        );
+        let (mut info, state) = self.base.repr_head(st.closing);
+        let polling = if st.reader_active() {
+            "polling"
+        } else {
+            "idle"
+        };
+        info.push(state.unwrap_or(polling).to_owned());
         write!(f, "<{}>", info.join(" "))
     }
 }
@@ -514,13 +515,9 @@ impl fmt::Debug for ReadPipeTransport {
 type PeerWatch = Pin<Box<dyn std::future::Future<Output = ()>>>;
 
 struct WriteState {
-    pipe: Option<Rc<AsyncFd<File>>>,
     buffer: Vec<u8>,
     closing: bool,
     conn_lost: u32,
-    protocol_paused: bool,
-    high_water: usize,
-    low_water: usize,
 }
 
 /// CPython's `_UnixWritePipeTransport`.
@@ -529,11 +526,7 @@ pub(crate) struct WritePipeTransport {
     base: PipeBase,
     state: RefCell<WriteState>,
     peer_watch: RefCell<Option<PeerWatch>>,
-}
-
-enum Flow {
-    Pause,
-    Resume,
+    flow: FlowControl,
 }
 
 impl WritePipeTransport {
@@ -544,27 +537,17 @@ impl WritePipeTransport {
         protocol: StreamProtocolRef,
         waiter: Future<()>,
     ) -> Result<Rc<WritePipeTransport>> {
-        let fd = pipe.get_ref().as_raw_fd();
-        let registration = loop_.new_registration()?;
+        let base = PipeBase::new(loop_, pipe, protocol, "_UnixWritePipeTransport")?;
         let transport = Rc::new_cyclic(|this| WritePipeTransport {
             this: this.clone(),
-            base: PipeBase {
-                loop_: loop_.non_owning(),
-                registration,
-                protocol: RefCell::new(Some(protocol)),
-                fd,
-                class: "_UnixWritePipeTransport",
-            },
+            base,
             state: RefCell::new(WriteState {
-                pipe: Some(pipe),
                 buffer: Vec::new(),
                 closing: false,
                 conn_lost: 0,
-                protocol_paused: false,
-                high_water: DEFAULT_HIGH_WATER,
-                low_water: DEFAULT_HIGH_WATER / 4,
             }),
             peer_watch: RefCell::new(None),
+            flow: FlowControl::default(),
         });
         transport
             .base
@@ -597,7 +580,7 @@ impl WritePipeTransport {
     }
 
     fn watch_peer(&self) {
-        let Some(pipe) = self.state.borrow().pipe.clone() else {
+        let Some(pipe) = self.base.pipe() else {
             return;
         };
         let watch: PeerWatch = Box::pin(async move {
@@ -623,7 +606,7 @@ impl WritePipeTransport {
             return;
         }
         self.peer_watch.borrow_mut().take();
-        if self.state.borrow().pipe.is_none() {
+        if !self.base.is_open() {
             return;
         }
         if self.base.loop_.get_debug() {
@@ -667,7 +650,7 @@ impl WritePipeTransport {
             if st.buffer.is_empty() {
                 return;
             }
-            let Some(pipe) = st.pipe.clone() else {
+            let Some(pipe) = self.base.pipe() else {
                 return;
             };
             if !self.arm_writer(&pipe) {
@@ -693,18 +676,13 @@ impl WritePipeTransport {
                 if empty {
                     self.maybe_resume_protocol();
                     if closing && self.state.borrow().buffer.is_empty() {
-                        self.peer_watch.borrow_mut().take();
                         if let Err(e) = self.call_connection_lost(None) {
                             self.base.callback_failed("_write_ready", e);
                         }
                     }
-                } else {
-                    let st = self.state.borrow();
-                    if let Some(pipe) = st.pipe.clone() {
-                        drop(st);
-                        if self.arm_writer(&pipe) {
-                            self.base.registration.schedule();
-                        }
+                } else if let Some(pipe) = self.base.pipe() {
+                    if self.arm_writer(&pipe) {
+                        self.base.registration.schedule();
                     }
                 }
             }
@@ -729,77 +707,38 @@ impl WritePipeTransport {
             st.buffer.clear();
         }
         self.peer_watch.borrow_mut().take();
-        if let Some(me) = self.this.upgrade() {
-            if self
-                .base
-                .loop_
-                .call_soon(move || me.call_connection_lost(exc))
-                .is_err()
-            {
-                self.release();
-            }
-        }
-    }
-
-    fn call_connection_lost(&self, exc: Option<Error>) -> Result<()> {
-        if self.state.borrow().pipe.is_none() {
-            return Ok(());
-        }
-        let outcome = match self.base.protocol() {
-            Some(p) => p.connection_lost(exc),
-            None => Ok(()),
-        };
-        self.release();
-        outcome
-    }
-
-    fn release(&self) {
-        let pipe = self.state.borrow_mut().pipe.take();
-        self.peer_watch.borrow_mut().take();
-        drop(pipe);
-        let protocol = self.base.protocol.borrow_mut().take();
-        drop(protocol);
-        self.base.registration.unregister();
+        self.base.schedule_connection_lost(self.this.upgrade(), exc);
     }
 
     fn maybe_pause_protocol(&self) {
-        {
-            let mut st = self.state.borrow_mut();
-            if st.buffer.len() <= st.high_water || st.protocol_paused {
-                return;
-            }
-            st.protocol_paused = true;
+        if self.flow.should_pause(self.get_write_buffer_size()) {
+            self.deliver_flow(true);
         }
-        self.deliver_flow(Flow::Pause);
     }
 
     fn maybe_resume_protocol(&self) {
-        {
-            let mut st = self.state.borrow_mut();
-            if !(st.protocol_paused && st.buffer.len() <= st.low_water) {
-                return;
-            }
-            st.protocol_paused = false;
+        if self.flow.should_resume(self.get_write_buffer_size()) {
+            self.deliver_flow(false);
         }
-        self.deliver_flow(Flow::Resume);
     }
 
-    fn deliver_flow(&self, flow: Flow) {
-        let Some(protocol) = self.base.protocol() else {
-            return;
-        };
-        let (called, message) = match flow {
-            Flow::Pause => (protocol.pause_writing(), "protocol.pause_writing() failed"),
-            Flow::Resume => (
-                protocol.resume_writing(),
-                "protocol.resume_writing() failed",
-            ),
-        };
-        match called {
-            Err(e) if e.kind().is_exit() => self.base.loop_.raise_base_exception(e),
-            Err(e) => self.base.report_fatal(self, &e, message, false),
-            Ok(()) => {}
+    fn deliver_flow(&self, pause: bool) {
+        if let Some(p) = self.base.protocol() {
+            let called = if pause {
+                p.pause_writing()
+            } else {
+                p.resume_writing()
+            };
+            flow_called(&self.base.loop_, pause, called, self, &p);
         }
+    }
+}
+
+impl PipeTransport for WritePipeTransport {
+    fn call_connection_lost(&self, exc: Option<Error>) -> Result<()> {
+        // The watch holds the pipe too.
+        self.peer_watch.borrow_mut().take();
+        self.base.finish(exc)
     }
 }
 
@@ -810,28 +749,15 @@ impl Schedulable for WritePipeTransport {
     }
 
     fn abandon(self: Rc<Self>) {
-        let open = self
-            .state
-            .try_borrow()
-            .map(|st| st.pipe.is_some())
-            .unwrap_or(false);
-        if open {
-            self.base.unclosed_warning(&*self);
-        }
-        self.release();
+        self.base.abandon(&*self);
+        self.peer_watch.borrow_mut().take();
+        self.base.release();
     }
 }
 
 impl BaseTransport for WritePipeTransport {
     fn get_extra_info(&self, name: &str) -> Option<ExtraInfo> {
-        match name {
-            "pipe" => Some(ExtraInfo::Pipe(if self.state.borrow().pipe.is_some() {
-                self.base.fd
-            } else {
-                -1
-            })),
-            _ => None,
-        }
+        self.base.extra_info(name)
     }
 
     fn is_closing(&self) -> bool {
@@ -840,11 +766,7 @@ impl BaseTransport for WritePipeTransport {
 
     /// `write_eof()`: the pipe closes once the buffer is written.
     fn close(&self) {
-        let open = {
-            let st = self.state.borrow();
-            st.pipe.is_some() && !st.closing
-        };
-        if open {
+        if self.base.is_open() && !self.state.borrow().closing {
             let _ = self.write_eof();
         }
     }
@@ -852,12 +774,7 @@ impl BaseTransport for WritePipeTransport {
 
 impl WriteTransport for WritePipeTransport {
     fn set_write_buffer_limits(&self, high: Option<usize>, low: Option<usize>) -> Result<()> {
-        let (high, low) = check_write_buffer_limits(high, low)?;
-        {
-            let mut st = self.state.borrow_mut();
-            st.high_water = high;
-            st.low_water = low;
-        }
+        self.flow.set_limits(high, low)?;
         self.maybe_pause_protocol();
         Ok(())
     }
@@ -867,8 +784,7 @@ impl WriteTransport for WritePipeTransport {
     }
 
     fn get_write_buffer_limits(&self) -> (usize, usize) {
-        let st = self.state.borrow();
-        (st.low_water, st.high_water)
+        self.flow.limits()
     }
 
     fn write(&self, data: &[u8]) -> Result<()> {
@@ -887,7 +803,7 @@ impl WriteTransport for WritePipeTransport {
         }
         let mut rest = data;
         if st.buffer.is_empty() {
-            let Some(pipe) = st.pipe.clone() else {
+            let Some(pipe) = self.base.pipe() else {
                 return Ok(());
             };
             match self.write_now(&pipe, data) {
@@ -915,7 +831,7 @@ impl WriteTransport for WritePipeTransport {
     fn write_eof(&self) -> Result<()> {
         let lost = {
             let mut st = self.state.borrow_mut();
-            if st.closing || st.pipe.is_none() {
+            if st.closing || !self.base.is_open() {
                 return Ok(());
             }
             st.closing = true;
@@ -923,16 +839,8 @@ impl WriteTransport for WritePipeTransport {
         };
         if lost {
             self.peer_watch.borrow_mut().take();
-            if let Some(me) = self.this.upgrade() {
-                if self
-                    .base
-                    .loop_
-                    .call_soon(move || me.call_connection_lost(None))
-                    .is_err()
-                {
-                    self.release();
-                }
-            }
+            self.base
+                .schedule_connection_lost(self.this.upgrade(), None);
         }
         Ok(())
     }
@@ -960,9 +868,7 @@ impl ReadTransport for WritePipeTransport {
 
 impl Transport for WritePipeTransport {
     fn set_protocol(&self, protocol: StreamProtocolRef) {
-        if self.state.borrow().pipe.is_some() {
-            *self.base.protocol.borrow_mut() = Some(protocol);
-        }
+        self.base.set_protocol(protocol);
     }
 
     fn get_protocol(&self) -> Option<StreamProtocolRef> {
@@ -975,17 +881,10 @@ impl fmt::Debug for WritePipeTransport {
         let Ok(st) = self.state.try_borrow() else {
             return f.write_str("<_UnixWritePipeTransport>");
         };
-        let mut info = vec![self.base.class.to_owned()];
-        if st.pipe.is_none() {
-            info.push("closed".to_owned());
-        } else if st.closing {
-            info.push("closing".to_owned());
-        }
-        info.push(format!("fd={}", self.base.fd));
-        match (st.pipe.is_some(), self.base.loop_.is_closed()) {
-            (false, _) => info.push("closed".to_owned()),
-            (true, true) => info.push("open".to_owned()),
-            (true, false) => {
+        let (mut info, state) = self.base.repr_head(st.closing);
+        match state {
+            Some(state) => info.push(state.to_owned()),
+            None => {
                 let polling = !st.buffer.is_empty();
                 info.push(if polling { "polling" } else { "idle" }.to_owned());
                 info.push(format!("bufsize={}", st.buffer.len()));

@@ -219,3 +219,42 @@ pub fn ratio(a: Option<f64>, b: Option<f64>) -> String {
         _ => "—".to_owned(),
     }
 }
+
+/// The servers compared.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Kind {
+    Asyncio,
+    Tokio,
+    Uvloop,
+    CPython,
+}
+
+impl Kind {
+    /// All four, in the tables' order.
+    pub const ALL: [Kind; 4] = [Kind::Asyncio, Kind::Tokio, Kind::Uvloop, Kind::CPython];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Asyncio => "asyncio-rs",
+            Kind::Tokio => "raw Tokio",
+            Kind::Uvloop => "uvloop",
+            Kind::CPython => "CPython asyncio",
+        }
+    }
+
+    /// Starts this kind's server under `wrapper`: this binary's
+    /// `--server asyncio|tokio ARGS…`, or the Python `script` with
+    /// `uvloop|asyncio ARGS…`.
+    pub fn start(self, wrapper: &[&str], script: &str, args: &[&str]) -> Option<ServerProc> {
+        fn with<'a>(first: &[&'a str], args: &[&'a str]) -> Vec<&'a str> {
+            first.iter().chain(args).copied().collect()
+        }
+        let argv = match self {
+            Kind::Asyncio => this_binary(&with(&["--server", "asyncio"], args)),
+            Kind::Tokio => this_binary(&with(&["--server", "tokio"], args)),
+            Kind::Uvloop => python_script(script, &with(&["uvloop"], args)),
+            Kind::CPython => python_script(script, &with(&["asyncio"], args)),
+        };
+        ServerProc::start(wrapped(wrapper, &argv))
+    }
+}

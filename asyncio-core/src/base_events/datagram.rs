@@ -176,25 +176,5 @@ where
     }
 }
 
-impl<F, P> Awaitable<DatagramPair<P::Protocol>> for CreateDatagramEndpoint<F>
-where
-    F: FnOnce() -> P + 'static,
-    P: IntoDatagramProtocol,
-{
-    #[track_caller]
-    fn into_asyncio_future(
-        self,
-        loop_: Option<&EventLoop>,
-    ) -> Result<(Future<DatagramPair<P::Protocol>>, bool)> {
-        self.into_future().into_asyncio_future(loop_)
-    }
-
-    fn extract(
-        future: &Future<DatagramPair<P::Protocol>>,
-        owned: bool,
-    ) -> Result<DatagramPair<P::Protocol>> {
-        <<Self as IntoFuture>::IntoFuture as Awaitable<DatagramPair<P::Protocol>>>::extract(
-            future, owned,
-        )
-    }
-}
+awaitable_via_into_future!(impl<F, P> CreateDatagramEndpoint<F> => DatagramPair<P::Protocol>
+    where F: FnOnce() -> P + 'static, P: IntoDatagramProtocol);

@@ -567,24 +567,6 @@ where
     })
 }
 
-/// Implements [`Awaitable`] for a builder through its `IntoFuture`, so that
-/// `wait_for`, `shield`, `gather`… take the builder itself, as Python's take
-/// the coroutine.
-macro_rules! awaitable_via_into_future {
-    (impl<$($g:ident),*> $ty:ty => $out:ty $(where $($bounds:tt)*)?) => {
-        impl<$($g),*> Awaitable<$out> for $ty $(where $($bounds)*)? {
-            #[track_caller]
-            fn into_asyncio_future(self, loop_: Option<&EventLoop>) -> Result<(Future<$out>, bool)> {
-                self.into_future().into_asyncio_future(loop_)
-            }
-
-            fn extract(future: &Future<$out>, owned: bool) -> Result<$out> {
-                <<Self as IntoFuture>::IntoFuture as Awaitable<$out>>::extract(future, owned)
-            }
-        }
-    };
-}
-
 awaitable_via_into_future!(impl<> GetAddrInfo => Vec<AddrInfo>);
 
 /// Declares a builder that holds the loop, the protocol factory and the
