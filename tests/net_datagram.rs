@@ -980,3 +980,49 @@ async fn abstract_unix_datagram_endpoints() -> Result<()> {
     server.close();
     Ok(())
 }
+
+/// `proto=` and `flags=` reach the resolver and the socket; `family=`
+/// narrows the addresses.
+#[asyncio::test]
+async fn proto_flags_and_family_keywords() -> Result<()> {
+    use asyncio::socket::{AF_INET6, AI_NUMERICHOST, IPPROTO_UDP};
+    let loop_ = asyncio::get_running_loop()?;
+    let (t, _) = loop_
+        .create_datagram_endpoint(rec)
+        .local_addr(("127.0.0.1", 0))
+        .proto(IPPROTO_UDP)
+        .family(AF_INET)
+        .await?;
+    let fd = fd_of(&t);
+    let borrowed = unsafe_borrowed(fd);
+    let sock = socket2::SockRef::from(&borrowed);
+    assert_eq!(sock.protocol().unwrap(), Some(socket2::Protocol::UDP));
+    t.close();
+    // AI_NUMERICHOST: a host name is not looked up.
+    let e = loop_
+        .create_datagram_endpoint(rec)
+        .local_addr(("localhost", 0))
+        .flags(AI_NUMERICHOST)
+        .await
+        .map(drop)
+        .unwrap_err();
+    assert_eq!(e.python_name(), "gaierror");
+    // An IPv4 address with family=AF_INET6 does not resolve.
+    let e = loop_
+        .create_datagram_endpoint(rec)
+        .local_addr(("127.0.0.1", 0))
+        .family(AF_INET6)
+        .await
+        .map(drop)
+        .unwrap_err();
+    assert_eq!(e.python_name(), "gaierror");
+    // family= alone (no address): an unbound socket of that family.
+    let (t, p) = loop_
+        .create_datagram_endpoint(Rec::default)
+        .family(AF_INET)
+        .await?;
+    assert_eq!(p.events(), vec![Ev::Made]);
+    assert!(t.get_extra_info("peername").is_none());
+    t.close();
+    Ok(())
+}
