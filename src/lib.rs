@@ -54,7 +54,15 @@ pub use asyncio_core::{
     base_events, cancellable, protocols, socket, transports, AbstractNetwork, AbstractServer,
     AddrInfo, Address, Cancellable, Registration, Schedulable, Server,
 };
+pub use asyncio_core::subprocess;
 pub use asyncio_macros::{main, test};
+
+/// Signal numbers for [`EventLoop::add_signal_handler`] and
+/// [`SubprocessTransport::send_signal`], named as in Python's `signal`
+/// module (`asyncio::signal::SIGTERM`).
+pub mod signal {
+    pub use asyncio_tokio::unix_signals::consts::*;
+}
 pub use asyncio_tokio::TokioEventLoop;
 pub use events::{
     get_event_loop, get_event_loop_policy, new_event_loop, set_event_loop, set_event_loop_policy,

@@ -3,7 +3,15 @@
 use std::fmt;
 use std::future::Future as StdFuture;
 
-use asyncio_core::{all_tasks_of, ContextValue, Error, EventLoop, ExceptionContext, Result};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use asyncio_core::{
+    all_tasks_of, AnyTask, ContextValue, Error, ErrorKind, EventLoop, ExceptionContext, Result,
+    Task,
+};
+use asyncio_tokio::unix_signals::{self, SigintGuard};
 
 use crate::events;
 
@@ -168,7 +176,21 @@ impl Runner {
         // so that no pending task is left to report at close.
         loop_._check_running()?;
         let task = loop_.create_task_in(context, coro)?;
-        loop_.run_task_until_complete(task)
+        let sigint = SigintHandling::install(&loop_, &task);
+        let outcome = loop_.run_task_until_complete(task.clone());
+        let interrupted = sigint.map_or(0, |s| s.finish());
+        match outcome {
+            // CPython: a main task that ended cancelled by the first Ctrl-C
+            // (and not un-cancelled since) makes the run a KeyboardInterrupt.
+            Err(e) if e.kind() == ErrorKind::CancelledError && interrupted > 0 => {
+                if task.uncancel() == 0 {
+                    Err(Error::new(ErrorKind::KeyboardInterrupt, ""))
+                } else {
+                    Err(e)
+                }
+            }
+            outcome => outcome,
+        }
     }
 
     /// Cancels the tasks left, closes async generators and the default
@@ -204,6 +226,74 @@ impl Drop for Runner {
         if asyncio_core::_get_running_loop().is_none() {
             let _ = self.close();
         }
+    }
+}
+
+thread_local! {
+    /// The main task the runner's Ctrl-C cancels, with its run's number.
+    static MAIN_TASK: RefCell<Option<(u64, AnyTask)>> = const { RefCell::new(None) };
+}
+
+/// CPython's `Runner._on_sigint` for one `run`: installed only on the main
+/// thread, and only while SIGINT has its default disposition. The first
+/// Ctrl-C cancels the main task (waking the loop); the next one raises
+/// `KeyboardInterrupt` out of the loop at its next iteration (the loop
+/// cannot be interrupted inside a callback that blocks).
+struct SigintHandling {
+    run: u64,
+    interrupts: Arc<AtomicUsize>,
+    _guard: SigintGuard,
+}
+
+impl SigintHandling {
+    fn install<T: 'static>(loop_: &EventLoop, task: &Task<T>) -> Option<SigintHandling> {
+        if !unix_signals::is_main_thread()
+            || !unix_signals::has_default_disposition(unix_signals::consts::SIGINT)
+        {
+            return None;
+        }
+        static RUNS: AtomicU64 = AtomicU64::new(1);
+        let run = RUNS.fetch_add(1, Ordering::Relaxed);
+        MAIN_TASK.with(|m| *m.borrow_mut() = Some((run, task.as_any())));
+        let interrupts = Arc::new(AtomicUsize::new(0));
+        let count = interrupts.clone();
+        let remote = loop_.threadsafe();
+        let guard = SigintGuard::install(move || {
+            let first = count.fetch_add(1, Ordering::SeqCst) == 0;
+            let _ = remote.call_soon_threadsafe(move || on_sigint(run, first));
+        })
+        .ok()?;
+        Some(SigintHandling {
+            run,
+            interrupts,
+            _guard: guard,
+        })
+    }
+
+    /// Uninstalls; the number of Ctrl-Cs received.
+    fn finish(self) -> usize {
+        MAIN_TASK.with(|m| {
+            let mut m = m.borrow_mut();
+            if matches!(&*m, Some((run, _)) if *run == self.run) {
+                *m = None;
+            }
+        });
+        self.interrupts.load(Ordering::SeqCst)
+    }
+}
+
+/// On the loop's thread: a Ctrl-C during run `run`.
+fn on_sigint(run: u64, first: bool) -> Result<()> {
+    let task = MAIN_TASK.with(|m| match &*m.borrow() {
+        Some((r, task)) if *r == run => Some(task.clone()),
+        _ => None,
+    });
+    match task {
+        Some(task) if first && !task.done() => {
+            task.cancel();
+            Ok(())
+        }
+        _ => Err(Error::new(ErrorKind::KeyboardInterrupt, "")),
     }
 }
 

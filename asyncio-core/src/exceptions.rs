@@ -573,7 +573,7 @@ impl fmt::Debug for Error {
 }
 
 /// Python's `repr()` of a `str`: single quotes unless the text holds one.
-pub(crate) fn py_str_repr(s: &str) -> String {
+pub fn py_str_repr(s: &str) -> String {
     let quote = if s.contains('\'') && !s.contains('"') {
         '"'
     } else {

@@ -586,3 +586,137 @@ impl<P: DatagramProtocol> IntoDatagramProtocol for Rc<P> {
         (DatagramProtocolRef::new(self.clone()), self)
     }
 }
+
+/// The calls a subprocess transport makes on its protocol.
+trait SubprocessCalls {
+    fn connection_made(&self, transport: Rc<dyn SubprocessTransport>) -> Result<()>;
+    fn pipe_data_received(&self, fd: i32, data: &[u8]) -> Result<()>;
+    fn pipe_connection_lost(&self, fd: i32, exc: Option<Error>) -> Result<()>;
+    fn process_exited(&self) -> Result<()>;
+    fn connection_lost(&self, exc: Option<Error>) -> Result<()>;
+    fn pause_writing(&self) -> Result<()>;
+    fn resume_writing(&self) -> Result<()>;
+}
+
+struct SubprocessShim<P>(Rc<P>);
+
+impl<P: SubprocessProtocol> SubprocessCalls for SubprocessShim<P> {
+    fn connection_made(&self, transport: Rc<dyn SubprocessTransport>) -> Result<()> {
+        self.0.connection_made(transport)
+    }
+    fn pipe_data_received(&self, fd: i32, data: &[u8]) -> Result<()> {
+        self.0.pipe_data_received(fd, data)
+    }
+    fn pipe_connection_lost(&self, fd: i32, exc: Option<Error>) -> Result<()> {
+        self.0.pipe_connection_lost(fd, exc)
+    }
+    fn process_exited(&self) -> Result<()> {
+        self.0.process_exited()
+    }
+    fn connection_lost(&self, exc: Option<Error>) -> Result<()> {
+        self.0.connection_lost(exc)
+    }
+    fn pause_writing(&self) -> Result<()> {
+        self.0.pause_writing()
+    }
+    fn resume_writing(&self) -> Result<()> {
+        self.0.resume_writing()
+    }
+}
+
+/// A subprocess protocol as its transport holds it (see
+/// [`StreamProtocolRef`]: every call catches a panic as an error).
+#[derive(Clone)]
+pub struct SubprocessProtocolRef {
+    calls: Rc<dyn SubprocessCalls>,
+    any: Rc<dyn Any>,
+    name: &'static str,
+}
+
+impl SubprocessProtocolRef {
+    /// Wraps a shared [`SubprocessProtocol`].
+    pub fn new<P: SubprocessProtocol>(protocol: Rc<P>) -> SubprocessProtocolRef {
+        SubprocessProtocolRef {
+            calls: Rc::new(SubprocessShim(protocol.clone())),
+            any: protocol,
+            name: std::any::type_name::<P>(),
+        }
+    }
+
+    /// The protocol as its concrete type, if it is a `P`.
+    pub fn downcast<P: 'static>(&self) -> Option<Rc<P>> {
+        self.any.clone().downcast::<P>().ok()
+    }
+
+    /// `connection_made(transport)`.
+    pub fn connection_made(&self, transport: Rc<dyn SubprocessTransport>) -> Result<()> {
+        guarded(|| self.calls.connection_made(transport))
+    }
+
+    /// `pipe_data_received(fd, data)`.
+    pub fn pipe_data_received(&self, fd: i32, data: &[u8]) -> Result<()> {
+        guarded(|| self.calls.pipe_data_received(fd, data))
+    }
+
+    /// `pipe_connection_lost(fd, exc)`.
+    pub fn pipe_connection_lost(&self, fd: i32, exc: Option<Error>) -> Result<()> {
+        guarded(|| self.calls.pipe_connection_lost(fd, exc))
+    }
+
+    /// `process_exited()`.
+    pub fn process_exited(&self) -> Result<()> {
+        guarded(|| self.calls.process_exited())
+    }
+
+    /// `connection_lost(exc)`.
+    pub fn connection_lost(&self, exc: Option<Error>) -> Result<()> {
+        guarded(|| self.calls.connection_lost(exc))
+    }
+
+    /// `pause_writing()` (the child's stdin pipe is full).
+    pub fn pause_writing(&self) -> Result<()> {
+        guarded(|| self.calls.pause_writing())
+    }
+
+    /// `resume_writing()`.
+    pub fn resume_writing(&self) -> Result<()> {
+        guarded(|| self.calls.resume_writing())
+    }
+}
+
+impl fmt::Debug for SubprocessProtocolRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "<{} object at {:p}>",
+            crate::format_helpers::callable_name(self.name),
+            Rc::as_ptr(&self.any) as *const ()
+        )
+    }
+}
+
+/// What a subprocess protocol factory may return: a [`SubprocessProtocol`]
+/// (made into an `Rc` by the loop), or such an `Rc`.
+pub trait IntoSubprocessProtocol: 'static {
+    /// The protocol type the caller gets back.
+    type Protocol: 'static;
+
+    /// Shares the protocol: one handle for the transport, one for the caller.
+    fn into_subprocess_protocol(self) -> (SubprocessProtocolRef, Rc<Self::Protocol>);
+}
+
+impl<P: SubprocessProtocol> IntoSubprocessProtocol for P {
+    type Protocol = P;
+
+    fn into_subprocess_protocol(self) -> (SubprocessProtocolRef, Rc<P>) {
+        Rc::new(self).into_subprocess_protocol()
+    }
+}
+
+impl<P: SubprocessProtocol> IntoSubprocessProtocol for Rc<P> {
+    type Protocol = P;
+
+    fn into_subprocess_protocol(self) -> (SubprocessProtocolRef, Rc<P>) {
+        (SubprocessProtocolRef::new(self.clone()), self)
+    }
+}

@@ -131,17 +131,26 @@ pub trait SubprocessTransport: BaseTransport {
     /// The exit status, once the child exited (negative: killed by signal).
     fn get_returncode(&self) -> Option<i32>;
 
-    /// The transport of the child's pipe `fd` (0, 1, 2), if it has one.
-    fn get_pipe_transport(&self, fd: i32) -> Option<Rc<dyn BaseTransport>>;
+    /// The transport of the child's pipe `fd` (0: a write pipe, 1 and 2:
+    /// read pipes), if that stream is a pipe; `None` before it is connected
+    /// and for other numbers.
+    fn get_pipe_transport(&self, fd: i32) -> Option<Rc<dyn Transport>>;
 
-    /// Sends a signal to the child.
+    /// Sends `signal` to the child; nothing once its exit was seen.
+    ///
+    /// Errors: `ProcessLookupError` after `connection_lost`.
     fn send_signal(&self, signal: i32) -> Result<()>;
 
-    /// `SIGTERM`.
+    /// `SIGTERM` (see [`send_signal`](SubprocessTransport::send_signal)).
     fn terminate(&self) -> Result<()>;
 
-    /// `SIGKILL`.
+    /// `SIGKILL` (see [`send_signal`](SubprocessTransport::send_signal)).
     fn kill(&self) -> Result<()>;
+
+    /// The return code once the child exits (CPython's `_wait()`, which
+    /// `Process.wait()` uses). It comes as soon as the exit is seen, even
+    /// while a grandchild keeps the child's pipes open (CPython gh-119710).
+    fn wait(&self) -> crate::base_events::LocalBoxFuture<'static, Result<i32>>;
 }
 
 /// Checks flow-control marks as CPython does; returns `(high, low)`.

@@ -16,5 +16,8 @@ mod selector_events;
 mod transport_support;
 mod unix_events;
 mod unix_pipes;
+pub mod unix_signals;
+mod unix_subprocess;
 
 pub use unix_events::{new_event_loop, TokioEventLoop};
+pub use unix_subprocess::force_threaded_child_watcher;

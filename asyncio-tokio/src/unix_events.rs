@@ -14,12 +14,19 @@ use std::rc::Rc;
 use asyncio_core::base_events::{
     AbstractNetwork, AddrInfo, AddrInfoQuery, ConnectionOptions, ConnectionProtocolFactory,
     DatagramEndpointOptions, DatagramProtocolFactory, LocalBoxFuture, ServerOptions,
-    ServerProtocolFactory, UnixConnectionOptions, UnixServerOptions,
+    ServerProtocolFactory, SubprocessOptions, SubprocessProtocolFactory, UnixConnectionOptions,
+    UnixServerOptions,
 };
-use asyncio_core::transports::{DatagramTransport, ReadTransport, Transport, WriteTransport};
+use std::collections::HashMap;
+use std::sync::Arc;
+use asyncio_core::transports::{
+    DatagramTransport, ReadTransport, SubprocessTransport, Transport, WriteTransport,
+};
 use asyncio_core::{AbstractEventLoop, Error, EventLoop, Handle, Result, Server};
 
 use crate::fd_events::FdTable;
+use crate::unix_signals;
+use crate::unix_subprocess::UnixSubprocessTransport;
 use crate::selector_events::{new_read_buffer, ReadBuffer};
 use crate::{base_events, dns};
 use tokio::runtime::{Builder, LocalOptions, LocalRuntime};
@@ -31,6 +38,12 @@ pub struct TokioEventLoop {
     timer: RefCell<Option<Pin<Box<tokio::time::Sleep>>>>,
     read_buffer: RefCell<Option<ReadBuffer>>,
     fds: FdTable,
+    /// This loop's id with the process-wide signal dispatcher.
+    signal_id: u64,
+    /// `add_signal_handler`'s handlers (CPython's `_signal_handlers`).
+    signal_handlers: RefCell<HashMap<i32, Handle>>,
+    /// Children watched by a thread (no pidfd), by pid.
+    children: RefCell<HashMap<u32, Rc<UnixSubprocessTransport>>>,
 }
 
 impl fmt::Debug for TokioEventLoop {
@@ -53,6 +66,9 @@ impl TokioEventLoop {
             timer: RefCell::new(None),
             read_buffer: RefCell::new(None),
             fds: FdTable::default(),
+            signal_id: unix_signals::new_id(),
+            signal_handlers: RefCell::new(HashMap::new()),
+            children: RefCell::new(HashMap::new()),
         })
     }
 
@@ -73,6 +89,40 @@ impl TokioEventLoop {
         )
     }
 
+    pub(crate) fn watch_child(&self, pid: u32, transport: Rc<UnixSubprocessTransport>) {
+        self.children.borrow_mut().insert(pid, transport);
+    }
+
+    pub(crate) fn unwatch_child(&self, pid: u32) -> Option<Rc<UnixSubprocessTransport>> {
+        self.children.borrow_mut().remove(&pid)
+    }
+
+    /// Removes every signal handler (at `close()`, as CPython's).
+    fn remove_signal_handlers(&self) {
+        let sigs: Vec<i32> = self.signal_handlers.borrow().keys().copied().collect();
+        for sig in sigs {
+            self.remove_signal_handler(sig);
+        }
+    }
+
+    /// On the loop's thread: `sig` was received (CPython's `_handle_signal`).
+    fn deliver_signal(sig: i32) {
+        let Ok(loop_) = asyncio_core::get_running_loop() else {
+            return;
+        };
+        let Some(me) = loop_.implementation::<TokioEventLoop>() else {
+            return;
+        };
+        let handle = me.signal_handlers.borrow().get(&sig).cloned();
+        match handle {
+            Some(handle) if handle.cancelled() => {
+                me.remove_signal_handler(sig);
+            }
+            Some(handle) => loop_.run_handle(&handle),
+            None => {}
+        }
+    }
+
     /// A handle to the loop's Tokio runtime, e.g. to spawn Tokio tasks from
     /// outside the loop. `None` once the loop is closed.
     pub fn runtime_handle(&self) -> Option<tokio::runtime::Handle> {
@@ -83,6 +133,8 @@ impl TokioEventLoop {
 impl Drop for TokioEventLoop {
     fn drop(&mut self) {
         // A loop dropped without `close()`.
+        self.remove_signal_handlers();
+        self.children.get_mut().clear();
         self.timer.get_mut().take();
         shut_down(self.runtime.get_mut().take());
     }
@@ -138,6 +190,9 @@ impl AbstractEventLoop for TokioEventLoop {
     }
 
     fn close(&self) {
+        self.remove_signal_handlers();
+        let children = std::mem::take(&mut *self.children.borrow_mut());
+        drop(children);
         self.fds.clear();
         let timer = self.timer.borrow_mut().take();
         drop(timer);
@@ -311,6 +366,50 @@ impl AbstractNetwork for TokioEventLoop {
 
     fn ensure_fd_no_transport(&self, fd: RawFd) -> Result<()> {
         self.fds.ensure_no_transport(fd)
+    }
+
+    fn check_signal(&self, sig: i32) -> Result<()> {
+        unix_signals::check_signal(sig)
+    }
+
+    fn add_signal_handler(&self, loop_: &EventLoop, sig: i32, handle: Handle) -> Result<()> {
+        let remote = loop_.threadsafe();
+        let notify: unix_signals::Notify = Arc::new(move |sig| {
+            // Fails only once the loop is closed, when nobody listens.
+            let _ = remote.call_soon_threadsafe(move || TokioEventLoop::deliver_signal(sig));
+        });
+        let old = self.signal_handlers.borrow_mut().insert(sig, handle);
+        if let Err(e) = unix_signals::subscribe(sig, self.signal_id, notify, false) {
+            let mut handlers = self.signal_handlers.borrow_mut();
+            match old {
+                Some(old) => handlers.insert(sig, old),
+                None => handlers.remove(&sig),
+            };
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn remove_signal_handler(&self, sig: i32) -> bool {
+        let removed = self.signal_handlers.borrow_mut().remove(&sig);
+        if removed.is_none() {
+            return false;
+        }
+        unix_signals::unsubscribe(sig, self.signal_id, false);
+        true
+    }
+
+    fn subprocess_exec(
+        &self,
+        loop_: &EventLoop,
+        factory: SubprocessProtocolFactory,
+        options: SubprocessOptions,
+    ) -> LocalBoxFuture<'static, Result<Rc<dyn SubprocessTransport>>> {
+        Box::pin(crate::unix_subprocess::subprocess_exec(
+            loop_.non_owning(),
+            factory,
+            options,
+        ))
     }
 }
 

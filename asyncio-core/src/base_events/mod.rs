@@ -35,9 +35,15 @@ mod network;
 mod pipes;
 mod selector;
 mod server;
+mod signals;
 mod sock;
+mod subprocess;
 mod threadsafe;
 
+pub use subprocess::{
+    Id, Stdio, SubprocessExec, SubprocessOptions, SubprocessPair, SubprocessProtocolFactory, DEVNULL,
+    PIPE, STDOUT,
+};
 pub use datagram::{
     CreateDatagramEndpoint, DatagramEndpointOptions, DatagramPair, DatagramProtocolFactory,
 };

@@ -327,6 +327,31 @@ pub trait AbstractNetwork {
     /// N is used by transport …")` while a transport that is not closing
     /// owns `fd`.
     fn ensure_fd_no_transport(&self, fd: std::os::fd::RawFd) -> Result<()>;
+
+    /// CPython's `_check_signal`: `ValueError("invalid signal number N")`.
+    fn check_signal(&self, sig: i32) -> Result<()>;
+
+    /// `loop.add_signal_handler(sig, …)` once checked: `handle` runs
+    /// (through [`EventLoop::run_handle`]) for every `sig` received,
+    /// replacing the previous handler of `sig`.
+    fn add_signal_handler(
+        &self,
+        loop_: &EventLoop,
+        sig: i32,
+        handle: crate::events::Handle,
+    ) -> Result<()>;
+
+    /// `loop.remove_signal_handler(sig)` once checked.
+    fn remove_signal_handler(&self, sig: i32) -> bool;
+
+    /// `loop.subprocess_exec(...)` / `loop.subprocess_shell(...)` once the
+    /// arguments are checked: starts the child and connects its pipes.
+    fn subprocess_exec(
+        &self,
+        loop_: &EventLoop,
+        factory: super::SubprocessProtocolFactory,
+        options: super::SubprocessOptions,
+    ) -> LocalBoxFuture<'static, Result<Rc<dyn crate::transports::SubprocessTransport>>>;
 }
 
 impl EventLoop {
