@@ -44,6 +44,8 @@ pub struct TokioEventLoop {
     signal_handlers: RefCell<HashMap<i32, Handle>>,
     /// Children watched by a thread (no pidfd), by pid.
     children: RefCell<HashMap<u32, Rc<UnixSubprocessTransport>>>,
+    /// Every subprocess transport made, released at `close()`.
+    subprocesses: RefCell<Vec<std::rc::Weak<UnixSubprocessTransport>>>,
 }
 
 impl fmt::Debug for TokioEventLoop {
@@ -69,6 +71,7 @@ impl TokioEventLoop {
             signal_id: unix_signals::new_id(),
             signal_handlers: RefCell::new(HashMap::new()),
             children: RefCell::new(HashMap::new()),
+            subprocesses: RefCell::new(Vec::new()),
         })
     }
 
@@ -91,6 +94,23 @@ impl TokioEventLoop {
 
     pub(crate) fn watch_child(&self, pid: u32, transport: Rc<UnixSubprocessTransport>) {
         self.children.borrow_mut().insert(pid, transport);
+    }
+
+    pub(crate) fn track_subprocess(&self, transport: &Rc<UnixSubprocessTransport>) {
+        let mut all = self.subprocesses.borrow_mut();
+        if all.len() >= 64 && all.len().is_power_of_two() {
+            all.retain(|t| t.strong_count() > 0);
+        }
+        all.push(Rc::downgrade(transport));
+    }
+
+    /// Closes the subprocess transports still alive (see
+    /// `UnixSubprocessTransport::release`).
+    fn release_subprocesses(&self) {
+        let all = std::mem::take(&mut *self.subprocesses.borrow_mut());
+        for transport in all.iter().filter_map(std::rc::Weak::upgrade) {
+            transport.release();
+        }
     }
 
     pub(crate) fn unwatch_child(&self, pid: u32) -> Option<Rc<UnixSubprocessTransport>> {
@@ -134,6 +154,7 @@ impl Drop for TokioEventLoop {
     fn drop(&mut self) {
         // A loop dropped without `close()`.
         self.remove_signal_handlers();
+        self.release_subprocesses();
         self.children.get_mut().clear();
         self.timer.get_mut().take();
         shut_down(self.runtime.get_mut().take());
@@ -191,6 +212,7 @@ impl AbstractEventLoop for TokioEventLoop {
 
     fn close(&self) {
         self.remove_signal_handlers();
+        self.release_subprocesses();
         let children = std::mem::take(&mut *self.children.borrow_mut());
         drop(children);
         self.fds.clear();

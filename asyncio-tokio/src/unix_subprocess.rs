@@ -416,6 +416,23 @@ impl UnixSubprocessTransport {
         outcome
     }
 
+    /// At the loop's `close()`: closes the transport (killing a child
+    /// still running) and breaks the transport ↔ pipe-protocol cycle that
+    /// would otherwise keep it, as Python's garbage collector would.
+    pub(crate) fn release(&self) {
+        self.close();
+        let pipes: Vec<Rc<PipeProto>> = {
+            let mut st = self.state.borrow_mut();
+            st.protocol = None;
+            st.pending = None;
+            st.exit_waiters.clear();
+            st.pipes.values().flatten().cloned().collect()
+        };
+        for pipe in pipes {
+            pipe.proc.borrow_mut().take();
+        }
+    }
+
     fn pipe_transport(&self, fd: i32) -> Option<Rc<dyn Transport>> {
         let proto = self.state.borrow().pipes.get(&fd)?.clone()?;
         let pipe = proto.pipe.borrow().clone();
@@ -823,6 +840,9 @@ pub(crate) async fn subprocess_exec(
             py_repr(program),
             spawned.pid
         ));
+    }
+    if let Some(implementation) = loop_.implementation::<crate::TokioEventLoop>() {
+        implementation.track_subprocess(&transport);
     }
     if let Err(e) = watch(&loop_, &transport) {
         transport.close();
