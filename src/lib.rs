@@ -33,6 +33,7 @@ pub use asyncio_core::protocols::{
     BaseProtocol, Buffered, BufferedProtocol, DatagramProtocol, Protocol, StreamProtocolRef,
     SubprocessProtocol,
 };
+pub use asyncio_core::subprocess;
 pub use asyncio_core::transports::{
     BaseTransport, DatagramTransport, ExtraInfo, ReadTransport, SubprocessTransport, Transport,
     TransportSocket, WriteTransport,
@@ -54,7 +55,6 @@ pub use asyncio_core::{
     base_events, cancellable, protocols, socket, transports, AbstractNetwork, AbstractServer,
     AddrInfo, Address, Cancellable, Registration, Schedulable, Server,
 };
-pub use asyncio_core::subprocess;
 pub use asyncio_macros::{main, test};
 
 /// Signal numbers for [`EventLoop::add_signal_handler`] and

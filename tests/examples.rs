@@ -224,3 +224,63 @@ fn udp_echo_server_and_client() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn unix_signals_stops_the_loop_on_sigterm() {
+    let mut child = example("unix_signals")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("first line");
+    assert_eq!(
+        first,
+        "Event loop running for 1 hour, press Ctrl+C to interrupt.\n"
+    );
+    let mut second = String::new();
+    stdout.read_line(&mut second).expect("second line");
+    assert_eq!(
+        second,
+        format!("pid {}: send SIGINT or SIGTERM to exit.\n", child.id())
+    );
+    // SAFETY: signals the example's process.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).expect("rest");
+    let out = finish(child, "unix_signals");
+    assert_eq!(rest, "got signal SIGTERM: exit\n");
+    // As in Python: asyncio.run fails once the loop was stopped.
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Event loop stopped before Future completed."),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn subprocess_date() {
+    let lines = run("subprocess_date", &[]);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let date = lines[0]
+        .strip_prefix("Current date: ")
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    // YYYY-MM-DD HH:MM:SS
+    assert_eq!(date.len(), 19, "{date}");
+    assert_eq!(&date[4..5], "-");
+    assert_eq!(&date[13..14], ":");
+}
+
+#[test]
+fn spawn_many() {
+    let lines = run("spawn_many", &["40", "8"]);
+    assert_eq!(lines[0], "spawns=40 concurrency=8");
+    let rate: f64 = lines
+        .last()
+        .and_then(|l| l.strip_prefix("spawns_per_s="))
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    assert!(rate > 0.0);
+}

@@ -30,7 +30,11 @@ fn first_ctrl_c_cancels_the_main_task() {
     let saw_cancel = Rc::new(Cell::new(false));
     let s = saw_cancel.clone();
     let out = asyncio::run(async move {
-        assert_ne!(disposition(SIGINT), libc::SIG_DFL, "installed while running");
+        assert_ne!(
+            disposition(SIGINT),
+            libc::SIG_DFL,
+            "installed while running"
+        );
         raise(SIGINT);
         match asyncio::sleep(30.0).await {
             Err(e) if e.kind() == ErrorKind::CancelledError => {
@@ -42,7 +46,11 @@ fn first_ctrl_c_cancels_the_main_task() {
     });
     assert!(saw_cancel.get());
     assert_eq!(out.unwrap_err().kind(), ErrorKind::KeyboardInterrupt);
-    assert_eq!(disposition(SIGINT), libc::SIG_DFL, "default again after run");
+    assert_eq!(
+        disposition(SIGINT),
+        libc::SIG_DFL,
+        "default again after run"
+    );
 }
 
 /// A second Ctrl-C while the main task is being cancelled interrupts at once.
@@ -133,14 +141,32 @@ fn other_threads_do_not_install() {
 
 fn main() {
     let tests: [(&str, fn()); 6] = [
-        ("first_ctrl_c_cancels_the_main_task", first_ctrl_c_cancels_the_main_task),
-        ("second_ctrl_c_interrupts_at_once", second_ctrl_c_interrupts_at_once),
-        ("a_task_that_uncancels_returns_its_value", a_task_that_uncancels_returns_its_value),
-        ("a_loop_handler_overrides_the_runner", a_loop_handler_overrides_the_runner),
-        ("an_ignored_sigint_is_left_alone", an_ignored_sigint_is_left_alone),
+        (
+            "first_ctrl_c_cancels_the_main_task",
+            first_ctrl_c_cancels_the_main_task,
+        ),
+        (
+            "second_ctrl_c_interrupts_at_once",
+            second_ctrl_c_interrupts_at_once,
+        ),
+        (
+            "a_task_that_uncancels_returns_its_value",
+            a_task_that_uncancels_returns_its_value,
+        ),
+        (
+            "a_loop_handler_overrides_the_runner",
+            a_loop_handler_overrides_the_runner,
+        ),
+        (
+            "an_ignored_sigint_is_left_alone",
+            an_ignored_sigint_is_left_alone,
+        ),
         ("other_threads_do_not_install", other_threads_do_not_install),
     ];
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     for (name, test) in tests {
         if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
             continue;

@@ -23,7 +23,8 @@ const LIMIT: f64 = 20.0;
 /// `echo.py`: copies stdin to stdout.
 const ECHO: &str = "cat";
 /// `echo2.py`: one read, written to stdout and stderr.
-const ECHO2: &str = r#"buf=$(dd bs=1024 count=1 2>/dev/null); printf 'OUT:%s' "$buf"; printf 'ERR:%s' "$buf" >&2"#;
+const ECHO2: &str =
+    r#"buf=$(dd bs=1024 count=1 2>/dev/null); printf 'OUT:%s' "$buf"; printf 'ERR:%s' "$buf" >&2"#;
 /// `echo3.py`: copies stdin to stdout, reporting a broken stdout on stderr.
 const ECHO3: &str = r#"trap '' PIPE
 while true; do buf=$(dd bs=1024 count=1 2>/dev/null); [ -z "$buf" ] && break; printf 'OUT:%s' "$buf" 2>/dev/null || printf 'ERR:BrokenPipeError' >&2; done"#;
@@ -136,7 +137,10 @@ where
 type Pair = (Rc<dyn SubprocessTransport>, Rc<Proto>);
 
 async fn sh(loop_: &EventLoop, script: &str) -> Result<Pair> {
-    loop_.subprocess_exec(Proto::default, "sh").args(["-c", script]).await
+    loop_
+        .subprocess_exec(Proto::default, "sh")
+        .args(["-c", script])
+        .await
 }
 
 #[test]
@@ -159,7 +163,10 @@ fn test_subprocess_exec() {
 fn test_subprocess_interactive() {
     run(|loop_| async move {
         let (transp, proto) = loop_.subprocess_exec(Proto::default, ECHO).await?;
-        assert!(proto.connected(), "connection_made runs before the call returns");
+        assert!(
+            proto.connected(),
+            "connection_made runs before the call returns"
+        );
         let stdin = transp.get_pipe_transport(0).unwrap();
         stdin.write(b"Python ")?;
         until("data", || proto.data(1) == b"Python ").await?;
@@ -296,7 +303,12 @@ fn test_subprocess_stderr_redirect_to_stdout() {
         assert_eq!(proto.returncode.get(), Some(0));
         // Only 0 and 1 were pipes.
         assert_eq!(
-            proto.disconnects.borrow().keys().copied().collect::<Vec<_>>(),
+            proto
+                .disconnects
+                .borrow()
+                .keys()
+                .copied()
+                .collect::<Vec<_>>(),
             vec![0, 1]
         );
         Ok(())
@@ -312,7 +324,10 @@ fn test_subprocess_close_client_stream() {
         stdin.write(b"test")?;
         until("data", || proto.data(1) == b"OUT:test").await?;
         stdout.close();
-        until("stdout lost", || proto.disconnects.borrow().contains_key(&1)).await?;
+        until("stdout lost", || {
+            proto.disconnects.borrow().contains_key(&1)
+        })
+        .await?;
         stdin.write(b"xxx")?;
         until("stderr data", || !proto.data(2).is_empty()).await?;
         assert_eq!(proto.data(2), b"ERR:BrokenPipeError");
@@ -364,7 +379,8 @@ fn test_subprocess_exec_invalid_args() {
         let l = &loop_;
         let cases: Vec<(asyncio::base_events::SubprocessExec<_>, &str)> = vec![
             (
-                l.subprocess_exec(factory.clone(), "pwd").universal_newlines(true),
+                l.subprocess_exec(factory.clone(), "pwd")
+                    .universal_newlines(true),
                 "universal_newlines must be False",
             ),
             (
@@ -422,7 +438,8 @@ fn test_subprocess_shell_invalid_args() {
         let l = &loop_;
         for (call, message) in [
             (
-                l.subprocess_shell(Proto::default, "pwd").universal_newlines(true),
+                l.subprocess_shell(Proto::default, "pwd")
+                    .universal_newlines(true),
                 "universal_newlines must be False",
             ),
             (
@@ -603,7 +620,9 @@ fn pass_fds_and_close_fds() {
         // SAFETY: fills a two-element array.
         assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
         let [a, b] = fds;
-        let script = format!("test -e /proc/self/fd/{a} && echo A; test -e /proc/self/fd/{b} && echo B; true");
+        let script = format!(
+            "test -e /proc/self/fd/{a} && echo A; test -e /proc/self/fd/{b} && echo B; true"
+        );
         let (_, proto) = loop_
             .subprocess_exec(Proto::default, "sh")
             .args(["-c", &script])
@@ -691,7 +710,13 @@ fn stdin_flow_control_reaches_the_protocol() {
         until("completed", || proto.completed()).await?;
         // The reader went away with data left: BrokenPipeError.
         assert_eq!(
-            proto.disconnects.borrow().get(&0).cloned().flatten().as_deref(),
+            proto
+                .disconnects
+                .borrow()
+                .get(&0)
+                .cloned()
+                .flatten()
+                .as_deref(),
             Some("BrokenPipeError")
         );
         transp.close();
@@ -719,7 +744,8 @@ fn close_kills_a_running_child_and_warns_in_debug_mode() {
     assert!(
         messages
             .iter()
-            .any(|m| m.starts_with("execute program 'sleep' stdin=<pipe> stdout=<pipe> stderr=<pipe>")),
+            .any(|m| m
+                .starts_with("execute program 'sleep' stdin=<pipe> stdout=<pipe> stderr=<pipe>")),
         "{messages:?}"
     );
     assert!(
@@ -777,13 +803,15 @@ fn protocol_errors_go_to_the_exception_handler() {
     }
     run(|loop_| async move {
         let seen = record_exceptions(&loop_);
-        let (transp, _) = loop_
-            .subprocess_shell(|| Failing, "echo x")
-            .await?;
+        let (transp, _) = loop_.subprocess_shell(|| Failing, "echo x").await?;
         assert_eq!(transp.wait().await?, 0);
         until("reported", || !seen.borrow().is_empty()).await?;
         let s = seen.borrow()[0].clone();
-        assert!(s.message.starts_with("Exception in callback "), "{}", s.message);
+        assert!(
+            s.message.starts_with("Exception in callback "),
+            "{}",
+            s.message
+        );
         assert_eq!(s.exception, Some((ErrorKind::ValueError, "boom".into())));
         transp.close();
         Ok(())

@@ -149,7 +149,11 @@ fn a_failing_handler_is_reported_and_the_loop_goes_on() {
         raise(SIGUSR2);
         until("second call", || calls.get() == 2).await?;
         let s = seen.borrow()[0].clone();
-        assert!(s.message.starts_with("Exception in callback "), "{}", s.message);
+        assert!(
+            s.message.starts_with("Exception in callback "),
+            "{}",
+            s.message
+        );
         assert_eq!(s.exception, Some((ErrorKind::ValueError, "boom".into())));
         loop_.remove_signal_handler(SIGUSR2)?;
         Ok(())
@@ -175,7 +179,11 @@ fn signals_received_before_the_loop_runs_are_delivered() {
         .run_until_complete(async move { until("delivered", || c.get() == 2).await })
         .unwrap();
     loop_.close().unwrap();
-    assert_eq!(disposition(SIGUSR1), libc::SIG_DFL, "close() removes handlers");
+    assert_eq!(
+        disposition(SIGUSR1),
+        libc::SIG_DFL,
+        "close() removes handlers"
+    );
 }
 
 #[test]

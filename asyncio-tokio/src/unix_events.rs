@@ -17,17 +17,17 @@ use asyncio_core::base_events::{
     ServerProtocolFactory, SubprocessOptions, SubprocessProtocolFactory, UnixConnectionOptions,
     UnixServerOptions,
 };
-use std::collections::HashMap;
-use std::sync::Arc;
 use asyncio_core::transports::{
     DatagramTransport, ReadTransport, SubprocessTransport, Transport, WriteTransport,
 };
 use asyncio_core::{AbstractEventLoop, Error, EventLoop, Handle, Result, Server};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::fd_events::FdTable;
+use crate::selector_events::{new_read_buffer, ReadBuffer};
 use crate::unix_signals;
 use crate::unix_subprocess::UnixSubprocessTransport;
-use crate::selector_events::{new_read_buffer, ReadBuffer};
 use crate::{base_events, dns};
 use tokio::runtime::{Builder, LocalOptions, LocalRuntime};
 

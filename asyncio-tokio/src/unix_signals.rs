@@ -251,10 +251,7 @@ pub(crate) fn subscribe(sig: i32, id: u64, notify: Notify, fallback: bool) -> Re
 /// signal's earlier disposition is back. `true` if there was one.
 pub(crate) fn unsubscribe(sig: i32, id: u64, fallback: bool) -> bool {
     let mut guard = registry();
-    let Some(slot) = guard
-        .as_mut()
-        .and_then(|r| r.slots.get_mut(sig as usize))
-    else {
+    let Some(slot) = guard.as_mut().and_then(|r| r.slots.get_mut(sig as usize)) else {
         return false;
     };
     let found = if fallback {

@@ -25,9 +25,7 @@ use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use asyncio_core::base_events::{LocalBoxFuture, SubprocessOptions, SubprocessProtocolFactory};
-use asyncio_core::protocols::{
-    BaseProtocol, Protocol, StreamProtocolRef, SubprocessProtocolRef,
-};
+use asyncio_core::protocols::{BaseProtocol, Protocol, StreamProtocolRef, SubprocessProtocolRef};
 use asyncio_core::subprocess::{Id, Stdio};
 use asyncio_core::transports::{BaseTransport, ExtraInfo, SubprocessTransport, Transport};
 use asyncio_core::{Error, ErrorKind, EventLoop, Future, Result};
@@ -229,10 +227,16 @@ fn spawn(options: &mut SubprocessOptions) -> Result<Spawned> {
     }
 
     let stdout_to_null = matches!(options.stdout, Stdio::DevNull);
-    let (stdin_child, stdin) =
-        redirect(std::mem::replace(&mut options.stdin, Stdio::Inherit), true, "stdin")?;
-    let (stdout_child, stdout) =
-        redirect(std::mem::replace(&mut options.stdout, Stdio::Inherit), false, "stdout")?;
+    let (stdin_child, stdin) = redirect(
+        std::mem::replace(&mut options.stdin, Stdio::Inherit),
+        true,
+        "stdin",
+    )?;
+    let (stdout_child, stdout) = redirect(
+        std::mem::replace(&mut options.stdout, Stdio::Inherit),
+        false,
+        "stdout",
+    )?;
     let stderr_arg = std::mem::replace(&mut options.stderr, Stdio::Inherit);
     let (stderr_child, stderr) = if matches!(stderr_arg, Stdio::Stdout) {
         // Wherever stdout goes.
@@ -302,7 +306,11 @@ fn spawn_error(e: io::Error, options: &SubprocessOptions) -> Error {
     };
     let filename = match &options.cwd {
         Some(cwd) if errno == libc::ENOENT && !cwd.is_dir() => cwd.as_os_str(),
-        _ => options.executable.as_ref().unwrap_or(&options.program).as_os_str(),
+        _ => options
+            .executable
+            .as_ref()
+            .unwrap_or(&options.program)
+            .as_os_str(),
     };
     let text = io::Error::from_raw_os_error(errno).to_string();
     let strerror = text.split(" (os error").next().unwrap_or(&text).to_owned();
@@ -368,7 +376,9 @@ impl UnixSubprocessTransport {
             return;
         }
         if self.loop_.get_debug() {
-            asyncio_core::log::info(format_args!("{self:?} exited with return code {returncode}"));
+            asyncio_core::log::info(format_args!(
+                "{self:?} exited with return code {returncode}"
+            ));
         }
         let (protocol, waiters) = {
             let mut st = self.state.borrow_mut();
@@ -808,7 +818,11 @@ pub(crate) async fn subprocess_exec(
         what
     });
     let mut pipes = BTreeMap::new();
-    for (fd, stdio) in [(0, &options.stdin), (1, &options.stdout), (2, &options.stderr)] {
+    for (fd, stdio) in [
+        (0, &options.stdin),
+        (1, &options.stdout),
+        (2, &options.stderr),
+    ] {
         if matches!(stdio, Stdio::Pipe) {
             pipes.insert(fd, None);
         }
@@ -855,7 +869,12 @@ pub(crate) async fn subprocess_exec(
     }
     // CPython's `_connect_pipes` ends: connection_made, then the calls
     // made before it, then the caller resumes.
-    let pending = transport.state.borrow_mut().pending.take().unwrap_or_default();
+    let pending = transport
+        .state
+        .borrow_mut()
+        .pending
+        .take()
+        .unwrap_or_default();
     let t = transport.clone();
     loop_.call_soon(move || protocol.connection_made(t))?;
     for call in pending {

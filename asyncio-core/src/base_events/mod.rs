@@ -40,10 +40,6 @@ mod sock;
 mod subprocess;
 mod threadsafe;
 
-pub use subprocess::{
-    Id, Stdio, SubprocessExec, SubprocessOptions, SubprocessPair, SubprocessProtocolFactory, DEVNULL,
-    PIPE, STDOUT,
-};
 pub use datagram::{
     CreateDatagramEndpoint, DatagramEndpointOptions, DatagramPair, DatagramProtocolFactory,
 };
@@ -55,6 +51,10 @@ pub use network::{
 };
 pub use server::{AbstractServer, Listener, Server, ServerClient};
 pub use sock::SocketAddressArg;
+pub use subprocess::{
+    Id, Stdio, SubprocessExec, SubprocessOptions, SubprocessPair, SubprocessProtocolFactory,
+    DEVNULL, PIPE, STDOUT,
+};
 
 pub(crate) use threadsafe::ThreadsafeCall;
 pub use threadsafe::{ThreadsafeHandle, ThreadsafeLoop};
