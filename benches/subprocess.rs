@@ -7,7 +7,6 @@
 //! `cargo bench --bench subprocess`; `BENCH_SPAWNS` (default 2000) and
 //! `BENCH_CONC` (default 50) change the load.
 
-#[allow(dead_code)]
 mod harness;
 
 #[allow(dead_code)]

@@ -319,6 +319,9 @@ fn spawn_error(e: io::Error, options: &SubprocessOptions) -> Error {
 
 // ----- the transport -----
 
+/// A protocol call waiting for `connection_made`.
+type ProtocolCall = Box<dyn FnOnce() -> Result<()>>;
+
 struct State {
     closed: bool,
     protocol: Option<SubprocessProtocolRef>,
@@ -328,7 +331,7 @@ struct State {
     exit_waiters: Vec<Future<i32>>,
     /// Protocol calls made before `connection_made` (CPython's
     /// `_pending_calls`), replayed after it.
-    pending: Option<Vec<Box<dyn FnOnce() -> Result<()>>>>,
+    pending: Option<Vec<ProtocolCall>>,
     /// The pipes by child descriptor; `None` until connected.
     pipes: BTreeMap<i32, Option<Rc<PipeProto>>>,
     finished: bool,
