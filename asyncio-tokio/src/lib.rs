@@ -17,6 +17,7 @@ mod transport_support;
 mod unix_events;
 mod unix_pipes;
 pub mod unix_signals;
+mod unix_spawn;
 mod unix_subprocess;
 
 pub use unix_events::{new_event_loop, TokioEventLoop};
