@@ -33,7 +33,10 @@ pub use asyncio_core::protocols::{
     BaseProtocol, Buffered, BufferedProtocol, DatagramProtocol, Protocol, StreamProtocolRef,
     SubprocessProtocol,
 };
-pub use asyncio_core::subprocess;
+pub use asyncio_core::streams::{
+    open_connection, open_unix_connection, start_server, start_unix_server, StreamReader,
+    StreamReaderProtocol, StreamWriter,
+};
 pub use asyncio_core::transports::{
     BaseTransport, DatagramTransport, ExtraInfo, ReadTransport, SubprocessTransport, Transport,
     TransportSocket, WriteTransport,
@@ -55,6 +58,7 @@ pub use asyncio_core::{
     base_events, cancellable, protocols, socket, transports, AbstractNetwork, AbstractServer,
     AddrInfo, Address, Cancellable, Registration, Schedulable, Server,
 };
+pub use asyncio_core::{streams, subprocess};
 pub use asyncio_macros::{main, test};
 
 /// Signal numbers for [`EventLoop::add_signal_handler`] and

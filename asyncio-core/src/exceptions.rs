@@ -171,10 +171,24 @@ struct Inner {
     os_detail: Option<(&'static str, i32)>,
     /// The class name of a user error wrapped by [`Error::custom`].
     custom_name: Option<&'static str>,
+    /// The attributes of the streams' errors.
+    stream: Option<StreamDetail>,
     /// `__cause__` (`raise … from cause`).
     cause: Option<Error>,
     /// `__context__`: the error being handled when this one was raised.
     context: Option<Error>,
+}
+
+/// `IncompleteReadError.partial`/`expected` and `LimitOverrunError.consumed`.
+#[derive(Clone)]
+enum StreamDetail {
+    Incomplete {
+        partial: Arc<[u8]>,
+        expected: Option<usize>,
+    },
+    LimitOverrun {
+        consumed: usize,
+    },
 }
 
 #[derive(Clone)]
@@ -198,6 +212,7 @@ impl Error {
                 group,
                 os_detail: None,
                 custom_name: None,
+                stream: None,
                 cause: None,
                 context: None,
             }),
@@ -213,6 +228,7 @@ impl Error {
             group: inner.group.clone(),
             os_detail: inner.os_detail,
             custom_name: inner.custom_name,
+            stream: inner.stream.clone(),
             cause: inner.cause.clone(),
             context: inner.context.clone(),
         };
@@ -339,6 +355,19 @@ impl Error {
         )
     }
 
+    /// An `OSError` subclass raised with a message only, as
+    /// `ConnectionResetError('Connection lost')`: no errno, as in Python.
+    ///
+    /// ```
+    /// let e = asyncio_core::Error::os_subclass("ConnectionResetError", "Connection lost");
+    /// assert_eq!(e.python_name(), "ConnectionResetError");
+    /// assert_eq!(e.to_string(), "Connection lost");
+    /// assert_eq!(e.raw_os_error(), None);
+    /// ```
+    pub fn os_subclass(name: &'static str, message: impl Into<Cow<'static, str>>) -> Error {
+        Error::new(ErrorKind::OSError, message).rebuild(|i| i.custom_name = Some(name))
+    }
+
     /// `socket.gaierror(code, message)`: an `OSError` with a `getaddrinfo()`
     /// error code (`EAI_*`, negative on Linux) as its errno.
     pub fn gaierror(code: i32, message: impl Into<Cow<'static, str>>) -> Error {
@@ -418,6 +447,60 @@ impl Error {
     /// `true` for `TimeoutError`.
     pub fn is_timeout(&self) -> bool {
         self.inner.kind == ErrorKind::TimeoutError
+    }
+
+    /// `asyncio.IncompleteReadError(partial, expected)`: a stream ended
+    /// after `partial` bytes, before `expected` (`None`: before a separator).
+    ///
+    /// ```
+    /// let e = asyncio_core::Error::incomplete_read(b"abc".to_vec(), Some(5));
+    /// assert_eq!(e.to_string(), "3 bytes read on a total of 5 expected bytes");
+    /// assert_eq!(e.partial(), Some(&b"abc"[..]));
+    /// assert_eq!(e.expected(), Some(5));
+    /// ```
+    pub fn incomplete_read(partial: Vec<u8>, expected: Option<usize>) -> Error {
+        let expected_text = expected.map_or("undefined".to_owned(), |n| n.to_string());
+        let message = format!(
+            "{} bytes read on a total of {expected_text} expected bytes",
+            partial.len()
+        );
+        Error::new(ErrorKind::IncompleteReadError, message).rebuild(|i| {
+            i.stream = Some(StreamDetail::Incomplete {
+                partial: partial.into(),
+                expected,
+            })
+        })
+    }
+
+    /// `asyncio.LimitOverrunError(message, consumed)`: a separator search
+    /// went past the stream's limit; `consumed` bytes may be read.
+    pub fn limit_overrun(message: impl Into<Cow<'static, str>>, consumed: usize) -> Error {
+        Error::new(ErrorKind::LimitOverrunError, message)
+            .rebuild(|i| i.stream = Some(StreamDetail::LimitOverrun { consumed }))
+    }
+
+    /// `IncompleteReadError.partial`: the bytes read before the end.
+    pub fn partial(&self) -> Option<&[u8]> {
+        match &self.inner.stream {
+            Some(StreamDetail::Incomplete { partial, .. }) => Some(partial),
+            _ => None,
+        }
+    }
+
+    /// `IncompleteReadError.expected` (`None` also when not that error).
+    pub fn expected(&self) -> Option<usize> {
+        match &self.inner.stream {
+            Some(StreamDetail::Incomplete { expected, .. }) => *expected,
+            _ => None,
+        }
+    }
+
+    /// `LimitOverrunError.consumed`.
+    pub fn consumed(&self) -> Option<usize> {
+        match &self.inner.stream {
+            Some(StreamDetail::LimitOverrun { consumed }) => Some(*consumed),
+            _ => None,
+        }
     }
 
     /// The errno of an `OSError`, if it has one.

@@ -27,6 +27,7 @@ pub mod socket;
 pub mod subprocess {
     pub use crate::base_events::{Id, Stdio, DEVNULL, PIPE, STDOUT};
 }
+pub mod streams;
 pub mod taskgroups;
 pub mod tasks;
 pub mod testing;

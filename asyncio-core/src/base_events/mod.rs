@@ -29,6 +29,7 @@ macro_rules! awaitable_via_into_future {
         }
     };
 }
+pub(crate) use awaitable_via_into_future;
 
 mod datagram;
 mod network;
@@ -42,6 +43,9 @@ mod threadsafe;
 
 pub use datagram::{
     CreateDatagramEndpoint, DatagramEndpointOptions, DatagramPair, DatagramProtocolFactory,
+};
+pub(crate) use network::{
+    connection_setters, server_setters, tls_timeouts, unix_connection_setters, unix_server_setters,
 };
 pub use network::{
     AbstractNetwork, AddrInfo, AddrInfoQuery, ConnectionOptions, ConnectionPair,

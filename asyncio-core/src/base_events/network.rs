@@ -665,6 +665,12 @@ macro_rules! network_builder {
                     options: <$options>::default(),
                 }
             }
+
+            /// All the keyword arguments at once (for the streams API).
+            pub(crate) fn with_options(mut self, options: $options) -> Self {
+                self.options = options;
+                self
+            }
         }
 
         impl<F> fmt::Debug for $name<F> {
@@ -699,8 +705,8 @@ network_builder!(
 
 /// The TLS keyword arguments shared by the connection and server builders.
 macro_rules! tls_timeouts {
-    ($($builder:ident),*) => {$(
-        impl<F> $builder<F> {
+    ($([$($gen:tt)*] $builder:ty),*) => {$(
+        impl<$($gen)*> $builder {
             /// `ssl_handshake_timeout=` (needs TLS).
             pub fn ssl_handshake_timeout(mut self, t: f64) -> Self {
                 self.options.ssl_handshake_timeout = Some(t);
@@ -715,14 +721,20 @@ macro_rules! tls_timeouts {
     )*};
 }
 
+pub(crate) use tls_timeouts;
+
 tls_timeouts!(
-    CreateConnection,
-    CreateServer,
-    CreateUnixConnection,
-    CreateUnixServer
+    [F] CreateConnection<F>,
+    [F] CreateServer<F>,
+    [F] CreateUnixConnection<F>,
+    [F] CreateUnixServer<F>
 );
 
-impl<F> CreateConnection<F> {
+/// The setters of [`CreateConnection`]'s keyword arguments, shared with the
+/// streams builders that wrap it.
+macro_rules! connection_setters {
+    ([$($gen:tt)*] $ty:ty) => {
+        impl<$($gen)*> $ty {
     /// The host to connect to.
     pub fn host(mut self, host: impl Into<String>) -> Self {
         self.options.host = Some(host.into());
@@ -749,7 +761,7 @@ impl<F> CreateConnection<F> {
         self
     }
     /// `sock=`: use this connected stream socket (the transport owns it).
-    pub fn sock(mut self, sock: impl Into<OwnedFd>) -> Self {
+    pub fn sock(mut self, sock: impl Into<std::os::fd::OwnedFd>) -> Self {
         self.options.sock = Some(sock.into());
         self
     }
@@ -778,12 +790,21 @@ impl<F> CreateConnection<F> {
         self.options.all_errors = all;
         self
     }
+        }
+    };
 }
+pub(crate) use connection_setters;
+
+connection_setters!([F] CreateConnection<F>);
 
 /// What awaiting a connection builder yields.
 pub type ConnectionPair<P> = (Rc<dyn Transport>, Rc<P>);
 
-impl<F> CreateServer<F> {
+/// The setters of [`CreateServer`]'s keyword arguments, shared with the
+/// streams builders that wrap it.
+macro_rules! server_setters {
+    ([$($gen:tt)*] $ty:ty) => {
+        impl<$($gen)*> $ty {
     /// The host to bind (`""`: all interfaces, as `None`).
     pub fn host(mut self, host: impl Into<String>) -> Self {
         let host = host.into();
@@ -819,7 +840,7 @@ impl<F> CreateServer<F> {
         self
     }
     /// `sock=`: listen on this bound stream socket.
-    pub fn sock(mut self, sock: impl Into<OwnedFd>) -> Self {
+    pub fn sock(mut self, sock: impl Into<std::os::fd::OwnedFd>) -> Self {
         self.options.sock = Some(sock.into());
         self
     }
@@ -848,16 +869,25 @@ impl<F> CreateServer<F> {
         self.options.start_serving = on;
         self
     }
+        }
+    };
 }
+pub(crate) use server_setters;
 
-impl<F> CreateUnixConnection<F> {
+server_setters!([F] CreateServer<F>);
+
+/// The setters of [`CreateUnixConnection`]'s keyword arguments, shared with the
+/// streams builders that wrap it.
+macro_rules! unix_connection_setters {
+    ([$($gen:tt)*] $ty:ty) => {
+        impl<$($gen)*> $ty {
     /// The socket path.
-    pub fn path(mut self, path: impl Into<PathBuf>) -> Self {
+    pub fn path(mut self, path: impl Into<std::path::PathBuf>) -> Self {
         self.options.path = Some(path.into());
         self
     }
     /// `sock=`: a connected Unix stream socket.
-    pub fn sock(mut self, sock: impl Into<OwnedFd>) -> Self {
+    pub fn sock(mut self, sock: impl Into<std::os::fd::OwnedFd>) -> Self {
         self.options.sock = Some(sock.into());
         self
     }
@@ -866,16 +896,25 @@ impl<F> CreateUnixConnection<F> {
         self.options.server_hostname = Some(name.into());
         self
     }
+        }
+    };
 }
+pub(crate) use unix_connection_setters;
 
-impl<F> CreateUnixServer<F> {
+unix_connection_setters!([F] CreateUnixConnection<F>);
+
+/// The setters of [`CreateUnixServer`]'s keyword arguments, shared with the
+/// streams builders that wrap it.
+macro_rules! unix_server_setters {
+    ([$($gen:tt)*] $ty:ty) => {
+        impl<$($gen)*> $ty {
     /// The socket path (a stale socket file there is replaced).
-    pub fn path(mut self, path: impl Into<PathBuf>) -> Self {
+    pub fn path(mut self, path: impl Into<std::path::PathBuf>) -> Self {
         self.options.path = Some(path.into());
         self
     }
     /// `sock=`: listen on this bound Unix stream socket.
-    pub fn sock(mut self, sock: impl Into<OwnedFd>) -> Self {
+    pub fn sock(mut self, sock: impl Into<std::os::fd::OwnedFd>) -> Self {
         self.options.sock = Some(sock.into());
         self
     }
@@ -894,4 +933,9 @@ impl<F> CreateUnixServer<F> {
         self.options.cleanup_socket = on;
         self
     }
+        }
+    };
 }
+pub(crate) use unix_server_setters;
+
+unix_server_setters!([F] CreateUnixServer<F>);

@@ -1,0 +1,269 @@
+//! `StreamReaderProtocol` and its flow control (CPython's
+//! `streams.StreamReaderProtocol` and `FlowControlMixin`).
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::fmt;
+use std::rc::{Rc, Weak};
+
+use super::reader::{ReaderState, StreamReader};
+use super::writer::StreamWriter;
+use crate::base_events::{EventLoop, LocalBoxFuture};
+use crate::exception_context::{ContextValue, ExceptionContext};
+use crate::exceptions::{Error, Result};
+use crate::futures::Future;
+use crate::protocols::{BaseProtocol, Protocol};
+use crate::tasks::Task;
+use crate::transports::Transport;
+
+/// What a `client_connected_cb` gave back: done, or a coroutine to run as
+/// a task.
+pub enum ClientStart {
+    /// A plain function's result.
+    Done(Result<()>),
+    /// A coroutine, run as a task tracked by the protocol.
+    Coroutine(LocalBoxFuture<'static, Result<()>>),
+}
+
+impl fmt::Debug for ClientStart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientStart::Done(r) => f.debug_tuple("Done").field(r).finish(),
+            ClientStart::Coroutine(_) => f.write_str("Coroutine(..)"),
+        }
+    }
+}
+
+/// The server's `client_connected_cb`, shared by its connections.
+pub type ClientConnected = Rc<dyn Fn(StreamReader, StreamWriter) -> ClientStart>;
+
+/// The protocol under a stream pair (Python's `StreamReaderProtocol`):
+/// feeds its [`StreamReader`] and gives [`StreamWriter::drain`] its flow
+/// control. As in CPython 3.12+, it holds its reader weakly (strongly only
+/// until a server's callback has it), so a reader nobody keeps is dropped.
+pub struct StreamReaderProtocol {
+    this: Weak<StreamReaderProtocol>,
+    loop_: EventLoop,
+    paused: Cell<bool>,
+    drain_waiters: RefCell<VecDeque<Future<()>>>,
+    connection_lost: Cell<bool>,
+    reader: RefCell<Option<Weak<ReaderState>>>,
+    strong_reader: RefCell<Option<StreamReader>>,
+    client_connected: Option<ClientConnected>,
+    task: RefCell<Option<Task<()>>>,
+    transport: RefCell<Option<Rc<dyn Transport>>>,
+    closed: Future<()>,
+}
+
+impl StreamReaderProtocol {
+    /// `StreamReaderProtocol(reader, client_connected_cb, loop=loop_)`.
+    pub fn new(
+        loop_: &EventLoop,
+        reader: Option<&StreamReader>,
+        client_connected: Option<ClientConnected>,
+    ) -> Rc<StreamReaderProtocol> {
+        let strong = if client_connected.is_some() {
+            reader.cloned()
+        } else {
+            None
+        };
+        Rc::new_cyclic(|this| StreamReaderProtocol {
+            this: this.clone(),
+            loop_: loop_.non_owning(),
+            paused: Cell::new(false),
+            drain_waiters: RefCell::new(VecDeque::new()),
+            connection_lost: Cell::new(false),
+            reader: RefCell::new(reader.map(StreamReader::downgrade)),
+            strong_reader: RefCell::new(strong),
+            client_connected,
+            task: RefCell::new(None),
+            transport: RefCell::new(None),
+            closed: Future::new(loop_),
+        })
+    }
+
+    fn stream_reader(&self) -> Option<StreamReader> {
+        let weak = self.reader.borrow().clone()?;
+        weak.upgrade().map(StreamReader::from_state)
+    }
+
+    /// `true` for a server's protocol (`start_tls` is then server-side).
+    pub fn is_server_side(&self) -> bool {
+        self.client_connected.is_some()
+    }
+
+    /// CPython's `_drain_helper`: waits while writing is paused.
+    ///
+    /// Errors: `ConnectionResetError("Connection lost")` once the connection
+    /// is lost; the connection's error if it is lost while waiting.
+    pub(crate) async fn drain_helper(&self) -> Result<()> {
+        if self.connection_lost.get() {
+            return Err(Error::os_subclass(
+                "ConnectionResetError",
+                "Connection lost",
+            ));
+        }
+        if !self.paused.get() {
+            return Ok(());
+        }
+        let waiter = Future::<()>::new(&self.loop_);
+        self.drain_waiters.borrow_mut().push_back(waiter.clone());
+        struct Remove<'a>(&'a StreamReaderProtocol, Future<()>);
+        impl Drop for Remove<'_> {
+            fn drop(&mut self) {
+                self.0
+                    .drain_waiters
+                    .borrow_mut()
+                    .retain(|w| !w.ptr_eq(&self.1));
+            }
+        }
+        let _remove = Remove(self, waiter.clone());
+        waiter.await
+    }
+
+    /// The future `wait_closed()` waits for (CPython's `_get_close_waiter`).
+    pub(crate) fn close_waiter(&self) -> Future<()> {
+        self.closed.clone()
+    }
+
+    /// The task running a server's coroutine callback, while it runs.
+    pub fn task(&self) -> Option<Task<()>> {
+        self.task.borrow().clone()
+    }
+
+    pub(crate) fn replace_transport(&self, transport: Rc<dyn Transport>) {
+        *self.transport.borrow_mut() = Some(transport);
+    }
+
+    fn start_client(
+        &self,
+        transport: &Rc<dyn Transport>,
+        reader: Option<StreamReader>,
+    ) -> Result<()> {
+        let (Some(callback), Some(me)) = (self.client_connected.clone(), self.this.upgrade())
+        else {
+            return Ok(());
+        };
+        let Some(reader) = reader else {
+            return Ok(());
+        };
+        let writer = StreamWriter::new(transport.clone(), me, Some(reader.clone()), &self.loop_);
+        let started = callback(reader, writer);
+        self.strong_reader.borrow_mut().take();
+        match started {
+            ClientStart::Done(outcome) => outcome,
+            ClientStart::Coroutine(coro) => {
+                let task = self.loop_.create_task(coro)?;
+                let t = transport.clone();
+                let l = self.loop_.clone();
+                task.as_future().add_done_callback(move |fut| {
+                    if fut.cancelled() {
+                        t.close();
+                        return;
+                    }
+                    if let Ok(Some(exc)) = fut.exception() {
+                        let mut ctx =
+                            ExceptionContext::new("Unhandled exception in client_connected_cb");
+                        ctx.exception = Some(exc);
+                        ctx.set("transport", ContextValue::Text(format!("{t:?}")));
+                        l.call_exception_handler(ctx);
+                        t.close();
+                    }
+                });
+                *self.task.borrow_mut() = Some(task);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl BaseProtocol for StreamReaderProtocol {
+    fn connection_lost(self: &Rc<Self>, exc: Option<Error>) -> Result<()> {
+        if let Some(reader) = self.stream_reader() {
+            match &exc {
+                None => reader.feed_eof(),
+                Some(e) => reader.set_exception(e.clone()),
+            }
+        }
+        if !self.closed.done() {
+            let _ = match &exc {
+                None => self.closed.set_result(()),
+                Some(e) => self.closed.set_exception(e.clone()),
+            };
+        }
+        // FlowControlMixin.connection_lost: wake the paused writers.
+        self.connection_lost.set(true);
+        if self.paused.get() {
+            let waiters: Vec<Future<()>> = self.drain_waiters.borrow().iter().cloned().collect();
+            for waiter in waiters {
+                if !waiter.done() {
+                    let _ = match &exc {
+                        None => waiter.set_result(()),
+                        Some(e) => waiter.set_exception(e.clone()),
+                    };
+                }
+            }
+        }
+        self.reader.borrow_mut().take();
+        self.task.borrow_mut().take();
+        self.transport.borrow_mut().take();
+        Ok(())
+    }
+
+    fn pause_writing(self: &Rc<Self>) -> Result<()> {
+        self.paused.set(true);
+        if self.loop_.get_debug() {
+            crate::log::debug(format_args!("{self:?} pauses writing"));
+        }
+        Ok(())
+    }
+
+    fn resume_writing(self: &Rc<Self>) -> Result<()> {
+        self.paused.set(false);
+        if self.loop_.get_debug() {
+            crate::log::debug(format_args!("{self:?} resumes writing"));
+        }
+        let waiters: Vec<Future<()>> = self.drain_waiters.borrow().iter().cloned().collect();
+        for waiter in waiters {
+            if !waiter.done() {
+                let _ = waiter.set_result(());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Protocol for StreamReaderProtocol {
+    fn connection_made(self: &Rc<Self>, transport: Rc<dyn Transport>) -> Result<()> {
+        *self.transport.borrow_mut() = Some(transport.clone());
+        let reader = self.stream_reader();
+        if let Some(reader) = &reader {
+            reader.set_transport(transport.clone())?;
+        }
+        self.start_client(&transport, reader)
+    }
+
+    fn data_received(self: &Rc<Self>, data: &[u8]) -> Result<()> {
+        if let Some(reader) = self.stream_reader() {
+            reader.feed_data(data);
+        }
+        Ok(())
+    }
+
+    fn eof_received(self: &Rc<Self>) -> Result<bool> {
+        if let Some(reader) = self.stream_reader() {
+            reader.feed_eof();
+        }
+        Ok(true)
+    }
+}
+
+impl fmt::Debug for StreamReaderProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "<asyncio.streams.StreamReaderProtocol object at {:p}>",
+            self as *const _
+        )
+    }
+}
