@@ -37,6 +37,7 @@ pub use asyncio_core::streams::{
     open_connection, open_unix_connection, start_server, start_unix_server, StreamReader,
     StreamReaderProtocol, StreamWriter,
 };
+pub use asyncio_core::subprocess::{create_subprocess_exec, create_subprocess_shell, Process};
 pub use asyncio_core::transports::{
     BaseTransport, DatagramTransport, ExtraInfo, ReadTransport, SubprocessTransport, Transport,
     TransportSocket, WriteTransport,

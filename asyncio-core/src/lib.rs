@@ -22,12 +22,8 @@ pub mod log;
 pub mod protocols;
 pub mod slots;
 pub mod socket;
-/// `asyncio.subprocess`'s constants and the child's stream settings
-/// (`PIPE`, `DEVNULL`, `STDOUT`).
-pub mod subprocess {
-    pub use crate::base_events::{Id, Stdio, DEVNULL, PIPE, STDOUT};
-}
 pub mod streams;
+pub mod subprocess;
 pub mod taskgroups;
 pub mod tasks;
 pub mod testing;

@@ -217,7 +217,9 @@ impl Refused {
 /// `cmd` of `subprocess_shell` is a string by its type, so CPython's "cmd
 /// must be a string" cannot happen.
 pub struct SubprocessExec<F> {
-    loop_: EventLoop,
+    /// `None` for `asyncio.create_subprocess_*`: the running loop, when
+    /// awaited.
+    loop_: Option<EventLoop>,
     factory: F,
     options: SubprocessOptions,
     refused: Refused,
@@ -277,7 +279,7 @@ impl EventLoop {
         P: IntoSubprocessProtocol,
     {
         SubprocessExec {
-            loop_: self.non_owning(),
+            loop_: Some(self.non_owning()),
             factory: protocol_factory,
             options: SubprocessOptions::new(program.as_ref().to_owned(), Vec::new(), false),
             refused: Refused::default(),
@@ -297,7 +299,7 @@ impl EventLoop {
         P: IntoSubprocessProtocol,
     {
         SubprocessExec {
-            loop_: self.non_owning(),
+            loop_: Some(self.non_owning()),
             factory: protocol_factory,
             options: SubprocessOptions::new(
                 "/bin/sh".into(),
@@ -310,6 +312,43 @@ impl EventLoop {
 }
 
 impl<F> SubprocessExec<F> {
+    /// `asyncio.create_subprocess_exec`/`_shell`'s builder: no loop yet
+    /// (the running one when awaited), and the three streams inherited.
+    pub(crate) fn detached(factory: F, program: &OsStr, shell: bool) -> SubprocessExec<F> {
+        let mut options = if shell {
+            SubprocessOptions::new(
+                "/bin/sh".into(),
+                vec!["-c".into(), program.to_owned()],
+                true,
+            )
+        } else {
+            SubprocessOptions::new(program.to_owned(), Vec::new(), false)
+        };
+        options.stdin = Stdio::Inherit;
+        options.stdout = Stdio::Inherit;
+        options.stderr = Stdio::Inherit;
+        SubprocessExec {
+            loop_: None,
+            factory,
+            options,
+            refused: Refused::default(),
+        }
+    }
+
+    pub(crate) fn factory_mut(&mut self) -> &mut F {
+        &mut self.factory
+    }
+
+    /// The same call with another protocol factory.
+    pub(crate) fn map_factory<G>(self, f: impl FnOnce(F) -> G) -> SubprocessExec<G> {
+        SubprocessExec {
+            loop_: self.loop_,
+            factory: f(self.factory),
+            options: self.options,
+            refused: self.refused,
+        }
+    }
+
     /// One more argument (`*args`).
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
         self.options.args.push(arg.as_ref().to_owned());
@@ -461,10 +500,13 @@ where
                 *out.borrow_mut() = Some(typed);
                 Ok(protocol)
             });
-            let transport = self
-                .loop_
+            let loop_ = match self.loop_ {
+                Some(loop_) => loop_,
+                None => crate::events::get_running_loop()?,
+            };
+            let transport = loop_
                 .network()?
-                .subprocess_exec(&self.loop_, factory, self.options)
+                .subprocess_exec(&loop_, factory, self.options)
                 .await?;
             let protocol = slot
                 .borrow_mut()

@@ -23,7 +23,8 @@ use std::future::{Future as StdFuture, IntoFuture};
 use std::path::PathBuf;
 use std::rc::Rc;
 
-pub use protocol::{ClientConnected, ClientStart, StreamReaderProtocol};
+pub(crate) use protocol::FlowControl;
+pub use protocol::{ClientConnected, ClientStart, StreamReaderProtocol, StreamWriterProtocol};
 pub use reader::{StreamReader, DEFAULT_LIMIT};
 pub use writer::StreamWriter;
 

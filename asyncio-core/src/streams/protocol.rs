@@ -34,6 +34,107 @@ impl fmt::Debug for ClientStart {
     }
 }
 
+/// CPython's `FlowControlMixin`: the state `drain()` waits on, shared by
+/// the stream protocols.
+pub(crate) struct FlowControl {
+    loop_: EventLoop,
+    paused: Cell<bool>,
+    drain_waiters: RefCell<VecDeque<Future<()>>>,
+    connection_lost: Cell<bool>,
+}
+
+impl FlowControl {
+    pub(crate) fn new(loop_: &EventLoop) -> FlowControl {
+        FlowControl {
+            loop_: loop_.non_owning(),
+            paused: Cell::new(false),
+            drain_waiters: RefCell::new(VecDeque::new()),
+            connection_lost: Cell::new(false),
+        }
+    }
+
+    pub(crate) fn pause_writing(&self, protocol: &dyn fmt::Debug) {
+        self.paused.set(true);
+        if self.loop_.get_debug() {
+            crate::log::debug(format_args!("{protocol:?} pauses writing"));
+        }
+    }
+
+    pub(crate) fn resume_writing(&self, protocol: &dyn fmt::Debug) {
+        self.paused.set(false);
+        if self.loop_.get_debug() {
+            crate::log::debug(format_args!("{protocol:?} resumes writing"));
+        }
+        let waiters: Vec<Future<()>> = self.drain_waiters.borrow().iter().cloned().collect();
+        for waiter in waiters {
+            if !waiter.done() {
+                let _ = waiter.set_result(());
+            }
+        }
+    }
+
+    /// Wakes the paused writers: with `exc`, or normally.
+    pub(crate) fn connection_lost(&self, exc: Option<&Error>) {
+        self.connection_lost.set(true);
+        if !self.paused.get() {
+            return;
+        }
+        let waiters: Vec<Future<()>> = self.drain_waiters.borrow().iter().cloned().collect();
+        for waiter in waiters {
+            if !waiter.done() {
+                let _ = match exc {
+                    None => waiter.set_result(()),
+                    Some(e) => waiter.set_exception(e.clone()),
+                };
+            }
+        }
+    }
+
+    /// CPython's `_drain_helper`: waits while writing is paused.
+    ///
+    /// Errors: `ConnectionResetError("Connection lost")` once the connection
+    /// is lost; the connection's error if it is lost while waiting.
+    pub(crate) async fn drain_helper(&self) -> Result<()> {
+        if self.connection_lost.get() {
+            return Err(Error::os_subclass(
+                "ConnectionResetError",
+                "Connection lost",
+            ));
+        }
+        if !self.paused.get() {
+            return Ok(());
+        }
+        let waiter = Future::<()>::new(&self.loop_);
+        self.drain_waiters.borrow_mut().push_back(waiter.clone());
+        struct Remove<'a>(&'a FlowControl, Future<()>);
+        impl Drop for Remove<'_> {
+            fn drop(&mut self) {
+                self.0
+                    .drain_waiters
+                    .borrow_mut()
+                    .retain(|w| !w.ptr_eq(&self.1));
+            }
+        }
+        let _remove = Remove(self, waiter.clone());
+        waiter.await
+    }
+}
+
+/// What a [`StreamWriter`] needs from the protocol under it (CPython's
+/// `FlowControlMixin._drain_helper` and `_get_close_waiter`).
+pub trait StreamWriterProtocol: fmt::Debug {
+    /// Waits while the transport's writing is paused.
+    fn drain(&self) -> LocalBoxFuture<'_, Result<()>>;
+
+    /// The future `wait_closed()` waits for.
+    fn close_waiter(&self) -> Future<()>;
+
+    /// The writer moved to another transport (`start_tls`).
+    fn replace_transport(&self, transport: Rc<dyn Transport>) {
+        let _ = transport;
+    }
+}
+
 /// The server's `client_connected_cb`, shared by its connections.
 pub type ClientConnected = Rc<dyn Fn(StreamReader, StreamWriter) -> ClientStart>;
 
@@ -44,9 +145,7 @@ pub type ClientConnected = Rc<dyn Fn(StreamReader, StreamWriter) -> ClientStart>
 pub struct StreamReaderProtocol {
     this: Weak<StreamReaderProtocol>,
     loop_: EventLoop,
-    paused: Cell<bool>,
-    drain_waiters: RefCell<VecDeque<Future<()>>>,
-    connection_lost: Cell<bool>,
+    flow: FlowControl,
     reader: RefCell<Option<Weak<ReaderState>>>,
     strong_reader: RefCell<Option<StreamReader>>,
     client_connected: Option<ClientConnected>,
@@ -70,9 +169,7 @@ impl StreamReaderProtocol {
         Rc::new_cyclic(|this| StreamReaderProtocol {
             this: this.clone(),
             loop_: loop_.non_owning(),
-            paused: Cell::new(false),
-            drain_waiters: RefCell::new(VecDeque::new()),
-            connection_lost: Cell::new(false),
+            flow: FlowControl::new(loop_),
             reader: RefCell::new(reader.map(StreamReader::downgrade)),
             strong_reader: RefCell::new(strong),
             client_connected,
@@ -92,47 +189,9 @@ impl StreamReaderProtocol {
         self.client_connected.is_some()
     }
 
-    /// CPython's `_drain_helper`: waits while writing is paused.
-    ///
-    /// Errors: `ConnectionResetError("Connection lost")` once the connection
-    /// is lost; the connection's error if it is lost while waiting.
-    pub(crate) async fn drain_helper(&self) -> Result<()> {
-        if self.connection_lost.get() {
-            return Err(Error::os_subclass(
-                "ConnectionResetError",
-                "Connection lost",
-            ));
-        }
-        if !self.paused.get() {
-            return Ok(());
-        }
-        let waiter = Future::<()>::new(&self.loop_);
-        self.drain_waiters.borrow_mut().push_back(waiter.clone());
-        struct Remove<'a>(&'a StreamReaderProtocol, Future<()>);
-        impl Drop for Remove<'_> {
-            fn drop(&mut self) {
-                self.0
-                    .drain_waiters
-                    .borrow_mut()
-                    .retain(|w| !w.ptr_eq(&self.1));
-            }
-        }
-        let _remove = Remove(self, waiter.clone());
-        waiter.await
-    }
-
-    /// The future `wait_closed()` waits for (CPython's `_get_close_waiter`).
-    pub(crate) fn close_waiter(&self) -> Future<()> {
-        self.closed.clone()
-    }
-
     /// The task running a server's coroutine callback, while it runs.
     pub fn task(&self) -> Option<Task<()>> {
         self.task.borrow().clone()
-    }
-
-    pub(crate) fn replace_transport(&self, transport: Rc<dyn Transport>) {
-        *self.transport.borrow_mut() = Some(transport);
     }
 
     fn start_client(
@@ -191,19 +250,7 @@ impl BaseProtocol for StreamReaderProtocol {
                 Some(e) => self.closed.set_exception(e.clone()),
             };
         }
-        // FlowControlMixin.connection_lost: wake the paused writers.
-        self.connection_lost.set(true);
-        if self.paused.get() {
-            let waiters: Vec<Future<()>> = self.drain_waiters.borrow().iter().cloned().collect();
-            for waiter in waiters {
-                if !waiter.done() {
-                    let _ = match &exc {
-                        None => waiter.set_result(()),
-                        Some(e) => waiter.set_exception(e.clone()),
-                    };
-                }
-            }
-        }
+        self.flow.connection_lost(exc.as_ref());
         self.reader.borrow_mut().take();
         self.task.borrow_mut().take();
         self.transport.borrow_mut().take();
@@ -211,24 +258,12 @@ impl BaseProtocol for StreamReaderProtocol {
     }
 
     fn pause_writing(self: &Rc<Self>) -> Result<()> {
-        self.paused.set(true);
-        if self.loop_.get_debug() {
-            crate::log::debug(format_args!("{self:?} pauses writing"));
-        }
+        self.flow.pause_writing(&**self);
         Ok(())
     }
 
     fn resume_writing(self: &Rc<Self>) -> Result<()> {
-        self.paused.set(false);
-        if self.loop_.get_debug() {
-            crate::log::debug(format_args!("{self:?} resumes writing"));
-        }
-        let waiters: Vec<Future<()>> = self.drain_waiters.borrow().iter().cloned().collect();
-        for waiter in waiters {
-            if !waiter.done() {
-                let _ = waiter.set_result(());
-            }
-        }
+        self.flow.resume_writing(&**self);
         Ok(())
     }
 }
@@ -255,6 +290,20 @@ impl Protocol for StreamReaderProtocol {
             reader.feed_eof();
         }
         Ok(true)
+    }
+}
+
+impl StreamWriterProtocol for StreamReaderProtocol {
+    fn drain(&self) -> LocalBoxFuture<'_, Result<()>> {
+        Box::pin(self.flow.drain_helper())
+    }
+
+    fn close_waiter(&self) -> Future<()> {
+        self.closed.clone()
+    }
+
+    fn replace_transport(&self, transport: Rc<dyn Transport>) {
+        *self.transport.borrow_mut() = Some(transport);
     }
 }
 

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::rc::Rc;
 
-use super::protocol::StreamReaderProtocol;
+use super::protocol::StreamWriterProtocol;
 use super::reader::StreamReader;
 use crate::base_events::EventLoop;
 use crate::exceptions::Result;
@@ -18,7 +18,7 @@ use crate::transports::{ExtraInfo, Transport};
 /// `Rc`.
 pub struct StreamWriter {
     transport: std::cell::RefCell<Rc<dyn Transport>>,
-    protocol: Rc<StreamReaderProtocol>,
+    protocol: Rc<dyn StreamWriterProtocol>,
     reader: Option<StreamReader>,
     loop_: EventLoop,
 }
@@ -27,7 +27,7 @@ impl StreamWriter {
     /// `StreamWriter(transport, protocol, reader, loop)`.
     pub fn new(
         transport: Rc<dyn Transport>,
-        protocol: Rc<StreamReaderProtocol>,
+        protocol: Rc<dyn StreamWriterProtocol>,
         reader: Option<StreamReader>,
         loop_: &EventLoop,
     ) -> StreamWriter {
@@ -45,7 +45,7 @@ impl StreamWriter {
     }
 
     /// The protocol under the writer.
-    pub fn protocol(&self) -> &Rc<StreamReaderProtocol> {
+    pub fn protocol(&self) -> &Rc<dyn StreamWriterProtocol> {
         &self.protocol
     }
 
@@ -107,7 +107,7 @@ impl StreamWriter {
             // Let connection_lost run, so that its error is seen.
             crate::tasks::sleep(0.0).await?;
         }
-        self.protocol.drain_helper().await
+        self.protocol.drain().await
     }
 
     /// Switches the writer to another transport (after `start_tls`).
