@@ -284,3 +284,124 @@ fn spawn_many() {
         .unwrap_or_else(|| panic!("{lines:?}"));
     assert!(rate > 0.0);
 }
+
+#[test]
+fn streams_tcp_echo() {
+    let lines = run("streams_tcp_echo", &[]);
+    assert_eq!(lines.len(), 7, "{lines:?}");
+    assert!(lines[0].starts_with("Serving on ('127.0.0.1', "), "{lines:?}");
+    assert_eq!(lines[1], "Send: 'Hello World!'");
+    assert!(
+        lines[2].starts_with("Received 'Hello World!' from ('127.0.0.1', "),
+        "{lines:?}"
+    );
+    assert_eq!(
+        &lines[3..],
+        [
+            "Send: 'Hello World!'",
+            "Close the connection",
+            "Received: 'Hello World!'",
+            "Close the connection"
+        ]
+    );
+}
+
+#[test]
+fn socketpair_streams() {
+    assert_eq!(run("socketpair_streams", &[]), ["Received: abc"]);
+}
+
+/// Python's own `http.server` when CPython is here, else a one-request
+/// server in a thread; its port.
+fn http_server() -> (u16, Box<dyn FnOnce()>) {
+    let python = Command::new("python3")
+        .args(["-m", "http.server", "0", "--bind", "127.0.0.1"])
+        .env("PYTHONUNBUFFERED", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn();
+    if let Ok(mut child) = python {
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        if out.read_line(&mut line).is_ok() {
+            // "Serving HTTP on 127.0.0.1 port 12345 (http://127.0.0.1:12345/) ..."
+            if let Some(port) = line
+                .split("port ")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|p| p.parse().ok())
+            {
+                return (
+                    port,
+                    Box::new(move || {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                    }),
+                );
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = std::thread::spawn(move || {
+        use std::io::Write;
+        let (mut conn, _) = listener.accept().expect("accept");
+        let mut buf = [0; 1024];
+        let _ = conn.read(&mut buf);
+        let _ = conn.write_all(b"HTTP/1.0 200 OK\r\nServer: test\r\nContent-Length: 0\r\n\r\n");
+    });
+    (
+        port,
+        Box::new(move || {
+            let _ = server.join();
+        }),
+    )
+}
+
+#[test]
+fn http_headers() {
+    let (port, stop) = http_server();
+    let lines = run("http_headers", &[&format!("http://127.0.0.1:{port}/")]);
+    stop();
+    assert_eq!(lines[0], "HTTP header> HTTP/1.0 200 OK", "{lines:?}");
+    assert!(
+        lines.iter().all(|l| l.starts_with("HTTP header> ")),
+        "{lines:?}"
+    );
+    assert!(lines.iter().any(|l| l.starts_with("HTTP header> Server: ")));
+}
+
+#[test]
+fn streams_echo_server() {
+    let mut server = example("streams_echo_server")
+        .arg("127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn server");
+    let mut stdout = BufReader::new(server.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("Serving on ...");
+    let port: u16 = first
+        .trim_end()
+        .strip_prefix("Serving on ('127.0.0.1', ")
+        .and_then(|s| s.strip_suffix(')'))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{first:?}"));
+    use std::io::Write;
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    for message in ["one", "two"] {
+        conn.write_all(message.as_bytes()).expect("write");
+        let mut back = [0; 3];
+        conn.read_exact(&mut back).expect("echo");
+        assert_eq!(&back, message.as_bytes());
+    }
+    drop(conn);
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("line");
+    assert!(line.starts_with("Received 'one' from ('127.0.0.1', "), "{line:?}");
+    let _ = server.kill();
+    let _ = server.wait();
+}
