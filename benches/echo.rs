@@ -48,6 +48,35 @@ impl Protocol for Echo {
     }
 }
 
+/// `examples/streams_echo_server.rs --quiet`: `start_server`, then read up
+/// to 64 KiB, write, drain, until EOF.
+fn serve_asyncio_streams() -> asyncio::Result<()> {
+    use asyncio::streams::{start_server, StreamReader, StreamWriter};
+    async fn handle(reader: StreamReader, writer: StreamWriter) -> asyncio::Result<()> {
+        loop {
+            let data = reader.read(65536).await?;
+            if data.is_empty() {
+                break;
+            }
+            writer.write(&data)?;
+            writer.drain().await?;
+        }
+        writer.close();
+        writer.wait_closed().await
+    }
+    asyncio::run(async {
+        let server = start_server(handle, "127.0.0.1", 0).await?;
+        let port = match server.sockets()[0].getsockname() {
+            Some(asyncio::Address::Inet(addr)) => addr.port(),
+            _ => return Err(asyncio::Error::runtime("no port")),
+        };
+        println!("{port}");
+        use std::io::Write as _;
+        std::io::stdout().flush()?;
+        server.serve_forever().await
+    })
+}
+
 fn serve_asyncio() -> asyncio::Result<()> {
     asyncio::run(async {
         let loop_ = asyncio::get_running_loop()?;
@@ -211,10 +240,16 @@ fn load(port: u16, size: usize, conns: usize, limit: f64) -> Option<(f64, f64, f
 }
 
 /// Instructions per round trip of `kind`'s server under callgrind.
-fn instructions_per_round_trip(kind: Kind, size: usize, conns: usize, rounds: u64) -> Option<f64> {
+fn instructions_per_round_trip(
+    kind: Kind,
+    server_args: &[&str],
+    size: usize,
+    conns: usize,
+    rounds: u64,
+) -> Option<f64> {
     harness::instructions_per_round_trip(
-        &format!("echo-{}-{size}", kind.name()),
-        |wrapper| kind.start(wrapper, "echo_server.py", &[]),
+        &format!("echo-{}-{size}-{}", kind.name(), server_args.join("-")),
+        |wrapper| kind.start(wrapper, "echo_server.py", server_args),
         |port, rounds| load(port, size, conns, -(rounds as f64)).map(|r| r.3),
         rounds,
     )
@@ -265,8 +300,10 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("--server") => {
+            let streams = args.get(2).map(String::as_str) == Some("streams");
             let result = match args.get(1).map(String::as_str) {
                 Some("tokio") => serve_tokio().map_err(asyncio::Error::from),
+                _ if streams => serve_asyncio_streams(),
                 _ => serve_asyncio(),
             };
             if let Err(e) = result {
@@ -303,9 +340,9 @@ fn main() {
         (64 * 1024, 100),
     ];
     let wrapper = harness::server_wrapper();
-    // BENCH_PARTS=throughput,instructions,memory (default: all three).
+    // BENCH_PARTS=throughput,instructions,streams,memory (default: all four).
     let parts = std::env::var("BENCH_PARTS")
-        .unwrap_or_else(|_| "throughput,instructions,memory".to_owned());
+        .unwrap_or_else(|_| "throughput,instructions,streams,memory".to_owned());
 
     if parts.contains("throughput") {
         println!("### Throughput and latency (best of 3 runs of {seconds} s; server and load generator on separate cores)\n");
@@ -358,7 +395,7 @@ fn main() {
         for size in [1024usize, 64 * 1024] {
             let counts: Vec<Option<f64>> = kinds
                 .iter()
-                .map(|k| instructions_per_round_trip(*k, size, 10, 4000))
+                .map(|k| instructions_per_round_trip(*k, &[], size, 10, 4000))
                 .collect();
             let (cell, ratio) = (harness::cell, harness::ratio);
             println!(
@@ -370,6 +407,50 @@ fn main() {
                 cell(counts[3]),
                 ratio(counts[0], counts[1]),
                 ratio(counts[0], counts[2]),
+            );
+        }
+    }
+
+    if parts.contains("streams") {
+        println!("\n### Streams echo server (`start_server`; read, write, drain), 1 KiB × 10 connections\n");
+        println!("| server | requests/s | p50 µs | p99 µs | vs raw Tokio | instructions per round trip | vs raw Tokio | vs uvloop streams |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+        let (size, conns) = (1024usize, 10usize);
+        let mut rows = Vec::new();
+        for kind in kinds {
+            let r = kind
+                .start(&wrapper, "echo_server.py", &["streams"])
+                .and_then(|server| {
+                    let _ = load(server.port, size, conns, -(conns as f64 * 20.0));
+                    (0..3)
+                        .filter_map(|_| load(server.port, size, conns, seconds))
+                        .max_by(|a, b| a.0.total_cmp(&b.0))
+                });
+            let instr = if harness::which("valgrind") && harness::which("callgrind_control") {
+                instructions_per_round_trip(kind, &["streams"], size, conns, 4000)
+            } else {
+                None
+            };
+            rows.push((kind, r, instr));
+        }
+        let tokio = rows.iter().find(|r| r.0 == Kind::Tokio).cloned();
+        let uvloop = rows.iter().find(|r| r.0 == Kind::Uvloop).and_then(|r| r.2);
+        for (kind, r, instr) in &rows {
+            let name = match kind {
+                Kind::Tokio => "raw Tokio".to_owned(),
+                k => format!("{} streams", k.name()),
+            };
+            let (rps, p50, p99) =
+                r.map_or((None, None, None), |r| (Some(r.0), Some(r.1), Some(r.2)));
+            println!(
+                "| {name} | {} | {} | {} | {} | {} | {} | {} |",
+                harness::cell(rps),
+                harness::cell(p50),
+                harness::cell(p99),
+                harness::ratio(rps, tokio.as_ref().and_then(|t| t.1.map(|x| x.0))),
+                harness::cell(*instr),
+                harness::ratio(*instr, tokio.as_ref().and_then(|t| t.2)),
+                harness::ratio(*instr, uvloop),
             );
         }
     }

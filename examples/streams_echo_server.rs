@@ -6,7 +6,11 @@
 
 use asyncio::streams::{start_server, StreamReader, StreamWriter};
 
-async fn handle_echo(reader: StreamReader, writer: StreamWriter, quiet: bool) -> asyncio::Result<()> {
+async fn handle_echo(
+    reader: StreamReader,
+    writer: StreamWriter,
+    quiet: bool,
+) -> asyncio::Result<()> {
     let peer = writer.get_extra_info("peername");
     loop {
         let data = reader.read(65536).await?;

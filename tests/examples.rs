@@ -289,7 +289,10 @@ fn spawn_many() {
 fn streams_tcp_echo() {
     let lines = run("streams_tcp_echo", &[]);
     assert_eq!(lines.len(), 7, "{lines:?}");
-    assert!(lines[0].starts_with("Serving on ('127.0.0.1', "), "{lines:?}");
+    assert!(
+        lines[0].starts_with("Serving on ('127.0.0.1', "),
+        "{lines:?}"
+    );
     assert_eq!(lines[1], "Send: 'Hello World!'");
     assert!(
         lines[2].starts_with("Received 'Hello World!' from ('127.0.0.1', "),
@@ -401,7 +404,10 @@ fn streams_echo_server() {
     drop(conn);
     let mut line = String::new();
     stdout.read_line(&mut line).expect("line");
-    assert!(line.starts_with("Received 'one' from ('127.0.0.1', "), "{line:?}");
+    assert!(
+        line.starts_with("Received 'one' from ('127.0.0.1', "),
+        "{line:?}"
+    );
     let _ = server.kill();
     let _ = server.wait();
 }

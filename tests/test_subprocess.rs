@@ -158,9 +158,11 @@ fn test_stdin_broken_pipe() {
         // SAFETY: fills a two-element array.
         assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
         let [rfd, wfd] = fds;
-        // The child ends before its stdin can be fed.
+        // The child ends before its stdin can be fed. (`; exit 0` keeps the
+        // shell, and its stdin, until `head` is done: a shell that execs
+        // `head` would close the pipe at once; dash's `<&N` takes one digit.)
         let proc = create_subprocess_exec("sh")
-            .args(["-c", &format!("head -c 1 <&{rfd} >/dev/null")])
+            .args(["-c", &format!("head -c 1 /dev/fd/{rfd} >/dev/null; exit 0")])
             .stdin(PIPE)
             .pass_fds([rfd])
             .await?;

@@ -213,6 +213,10 @@ impl SubprocessProtocol for SubprocessStreamProtocol {
 }
 
 impl StreamWriterProtocol for SubprocessStreamProtocol {
+    fn drain_ready(&self) -> Option<Result<()>> {
+        self.flow.drain_ready()
+    }
+
     fn drain(&self) -> LocalBoxFuture<'_, Result<()>> {
         Box::pin(self.flow.drain_helper())
     }

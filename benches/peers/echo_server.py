@@ -1,6 +1,8 @@
 """Protocol echo server on CPython asyncio or uvloop, for `cargo bench --bench echo`.
 
-Usage: python3 echo_server.py asyncio|uvloop
+Usage: python3 echo_server.py asyncio|uvloop [streams]
+(`streams`: a start_server echo server reading up to 64 KiB, then write and
+drain, until EOF.)
 Prints the port it listens on (127.0.0.1, port 0), then serves until killed.
 """
 
@@ -16,9 +18,23 @@ class Echo(asyncio.Protocol):
         self.transport.write(data)
 
 
+async def handle_echo(reader, writer):
+    while True:
+        data = await reader.read(65536)
+        if not data:
+            break
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+
 async def main():
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(Echo, "127.0.0.1", 0)
+    if len(sys.argv) > 2 and sys.argv[2] == "streams":
+        server = await asyncio.start_server(handle_echo, "127.0.0.1", 0)
+    else:
+        server = await loop.create_server(Echo, "127.0.0.1", 0)
     print(server.sockets[0].getsockname()[1], flush=True)
     await server.serve_forever()
 

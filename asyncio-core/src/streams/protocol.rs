@@ -90,6 +90,17 @@ impl FlowControl {
         }
     }
 
+    /// What `_drain_helper` gives without waiting, if it need not wait.
+    pub(crate) fn drain_ready(&self) -> Option<Result<()>> {
+        if self.connection_lost.get() {
+            return Some(Err(Error::os_subclass(
+                "ConnectionResetError",
+                "Connection lost",
+            )));
+        }
+        (!self.paused.get()).then_some(Ok(()))
+    }
+
     /// CPython's `_drain_helper`: waits while writing is paused.
     ///
     /// Errors: `ConnectionResetError("Connection lost")` once the connection
@@ -123,6 +134,11 @@ impl FlowControl {
 /// What a [`StreamWriter`] needs from the protocol under it (CPython's
 /// `FlowControlMixin._drain_helper` and `_get_close_waiter`).
 pub trait StreamWriterProtocol: fmt::Debug {
+    /// `drain()`'s outcome when it need not wait (writing not paused, or
+    /// the connection lost); `None` when [`drain`](StreamWriterProtocol::drain)
+    /// must wait.
+    fn drain_ready(&self) -> Option<Result<()>>;
+
     /// Waits while the transport's writing is paused.
     fn drain(&self) -> LocalBoxFuture<'_, Result<()>>;
 
@@ -294,6 +310,10 @@ impl Protocol for StreamReaderProtocol {
 }
 
 impl StreamWriterProtocol for StreamReaderProtocol {
+    fn drain_ready(&self) -> Option<Result<()>> {
+        self.flow.drain_ready()
+    }
+
     fn drain(&self) -> LocalBoxFuture<'_, Result<()>> {
         Box::pin(self.flow.drain_helper())
     }

@@ -52,7 +52,7 @@ impl StreamWriter {
     /// `write(data)`: at once if the buffer is empty, else buffered; follow
     /// with [`drain`](StreamWriter::drain).
     pub fn write(&self, data: &[u8]) -> Result<()> {
-        self.transport().write(data)
+        self.transport.borrow().write(data)
     }
 
     /// `writelines(chunks)`.
@@ -103,11 +103,14 @@ impl StreamWriter {
                 return Err(exc);
             }
         }
-        if self.transport().is_closing() {
+        if self.transport.borrow().is_closing() {
             // Let connection_lost run, so that its error is seen.
             crate::tasks::sleep(0.0).await?;
         }
-        self.protocol.drain().await
+        match self.protocol.drain_ready() {
+            Some(outcome) => outcome,
+            None => self.protocol.drain().await,
+        }
     }
 
     /// Switches the writer to another transport (after `start_tls`).
