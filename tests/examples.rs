@@ -411,3 +411,76 @@ fn streams_echo_server() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// Starts an example server that prints `Serving on ('127.0.0.1', PORT)`.
+fn serving(name: &str) -> (Child, u16) {
+    let mut server = example(name)
+        .arg("127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn server");
+    let mut stdout = BufReader::new(server.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("Serving on ...");
+    let port = first
+        .trim_end()
+        .strip_prefix("Serving on ('127.0.0.1', ")
+        .and_then(|s| s.strip_suffix(')'))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{first:?}"));
+    (server, port)
+}
+
+#[test]
+fn http_server_answers_pipelined_requests() {
+    use std::io::Write;
+    let (mut server, port) = serving("http_server");
+    // Three requests sent back to back on one connection, before any answer.
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    conn.write_all(
+        b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n\
+          POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello\
+          GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .expect("write");
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).expect("read");
+    let bodies: Vec<&str> = answer
+        .split("HTTP/1.1 200 OK\r\n")
+        .skip(1)
+        .map(|r| r.split("\r\n\r\n").nth(1).unwrap_or(""))
+        .collect();
+    assert_eq!(
+        bodies,
+        ["Hello, World!\n", "hello", "path /last\n"],
+        "{answer}"
+    );
+    // curl, a client this project did not write, where it is installed:
+    // two URLs on one kept-alive connection, then a POST.
+    if Command::new("curl").arg("--version").output().is_ok() {
+        let out = Command::new("curl")
+            .args(["-s", "-v"])
+            .arg(format!("http://127.0.0.1:{port}/hello"))
+            .arg(format!("http://127.0.0.1:{port}/again"))
+            .output()
+            .expect("curl");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "Hello, World!\npath /again\n"
+        );
+        let verbose = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            verbose.contains("Re-using existing connection") || verbose.contains("left intact"),
+            "{verbose}"
+        );
+        let out = Command::new("curl")
+            .args(["-s", "-d", "some data"])
+            .arg(format!("http://127.0.0.1:{port}/echo"))
+            .output()
+            .expect("curl");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "some data");
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+}
