@@ -83,6 +83,11 @@ pub mod prelude {
     };
 }
 
+/// The porting guide's examples, compiled and run as doctests.
+#[doc = include_str!("../PORTING.md")]
+#[cfg(doctest)]
+pub struct PortingDoctests;
+
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
