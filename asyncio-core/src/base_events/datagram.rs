@@ -2,16 +2,15 @@
 //! `base_events.py`): the builder and its options; the loop implementation
 //! makes the socket and the transport.
 
-use std::cell::RefCell;
 use std::fmt;
 use std::future::IntoFuture;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
 
-use super::network::LocalBoxFuture;
+use super::network::{take_protocol, typed_factory, LocalBoxFuture};
 use super::sock::SocketAddressArg;
 use super::EventLoop;
-use crate::exceptions::{Error, Result};
+use crate::exceptions::Result;
 use crate::futures::{Awaitable, Future};
 use crate::protocols::{DatagramProtocolRef, IntoDatagramProtocol};
 use crate::transports::DatagramTransport;
@@ -152,26 +151,13 @@ where
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
-            let slot: Rc<RefCell<Option<Rc<P::Protocol>>>> = Rc::new(RefCell::new(None));
-            let out = slot.clone();
-            let user = self.factory;
-            let factory: DatagramProtocolFactory = Box::new(move || {
-                let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(user))
-                    .map_err(|p| Error::panic(&*p))?;
-                let (protocol, typed) = made.into_datagram_protocol();
-                *out.borrow_mut() = Some(typed);
-                Ok(protocol)
-            });
+            let (factory, slot) = typed_factory(self.factory, P::into_datagram_protocol);
             let transport = self
                 .loop_
                 .network()?
                 .create_datagram_endpoint(&self.loop_, factory, self.options)
                 .await?;
-            let protocol = slot
-                .borrow_mut()
-                .take()
-                .ok_or_else(|| Error::runtime("the protocol factory was not called"))?;
-            Ok((transport, protocol))
+            Ok((transport, take_protocol(&slot)?))
         })
     }
 }

@@ -562,12 +562,28 @@ where
     F: FnOnce() -> P + 'static,
     P: IntoStreamProtocol,
 {
-    let slot: ProtocolSlot<P::Protocol> = Rc::new(RefCell::new(None));
+    typed_factory(f, P::into_stream_protocol)
+}
+
+/// The loop-facing factory of a builder's protocol factory `f`: calls it
+/// (a panic becomes an error), shares its protocol through `share`, and
+/// keeps the typed `Rc` in the slot for the caller.
+pub(super) fn typed_factory<F, P, R, T>(
+    f: F,
+    share: fn(P) -> (R, Rc<T>),
+) -> (Box<dyn FnOnce() -> Result<R>>, ProtocolSlot<T>)
+where
+    F: FnOnce() -> P + 'static,
+    P: 'static,
+    R: 'static,
+    T: 'static,
+{
+    let slot: ProtocolSlot<T> = Rc::new(RefCell::new(None));
     let out = slot.clone();
-    let factory: ConnectionProtocolFactory = Box::new(move || {
+    let factory: Box<dyn FnOnce() -> Result<R>> = Box::new(move || {
         let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
             .map_err(|p| Error::panic(&*p))?;
-        let (protocol, typed) = made.into_stream_protocol();
+        let (protocol, typed) = share(made);
         *out.borrow_mut() = Some(typed);
         Ok(protocol)
     });

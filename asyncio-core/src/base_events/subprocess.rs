@@ -2,7 +2,6 @@
 //! `base_events.py`): the builders and their options; the loop
 //! implementation starts the child and makes the transport.
 
-use std::cell::RefCell;
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs::File;
@@ -11,7 +10,7 @@ use std::os::fd::{OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use super::network::LocalBoxFuture;
+use super::network::{take_protocol, typed_factory, LocalBoxFuture};
 use super::EventLoop;
 use crate::exceptions::{Error, Result};
 use crate::futures::{Awaitable, Future};
@@ -490,16 +489,7 @@ where
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
             self.refused.check(self.options.shell)?;
-            let slot: Rc<RefCell<Option<Rc<P::Protocol>>>> = Rc::new(RefCell::new(None));
-            let out = slot.clone();
-            let user = self.factory;
-            let factory: SubprocessProtocolFactory = Box::new(move || {
-                let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(user))
-                    .map_err(|p| Error::panic(&*p))?;
-                let (protocol, typed) = made.into_subprocess_protocol();
-                *out.borrow_mut() = Some(typed);
-                Ok(protocol)
-            });
+            let (factory, slot) = typed_factory(self.factory, P::into_subprocess_protocol);
             let loop_ = match self.loop_ {
                 Some(loop_) => loop_,
                 None => crate::events::get_running_loop()?,
@@ -508,11 +498,7 @@ where
                 .network()?
                 .subprocess_exec(&loop_, factory, self.options)
                 .await?;
-            let protocol = slot
-                .borrow_mut()
-                .take()
-                .ok_or_else(|| Error::runtime("the protocol factory was not called"))?;
-            Ok((transport, protocol))
+            Ok((transport, take_protocol(&slot)?))
         })
     }
 }
