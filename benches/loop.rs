@@ -156,6 +156,83 @@ fn future_round_trip(n: usize) -> f64 {
     })
 }
 
+fn lock_uncontended(n: usize) -> f64 {
+    best(n, || {
+        let loop_ = new_loop();
+        loop_
+            .run_until_complete(async move {
+                let lock = asyncio::Lock::new();
+                for _ in 0..n {
+                    let _guard = lock.acquire().await?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        loop_.close().unwrap();
+    })
+}
+
+fn lock_contended(n: usize) -> f64 {
+    let ntasks = 10;
+    let rounds = n / ntasks;
+    best(ntasks * rounds, || {
+        let loop_ = new_loop();
+        loop_
+            .run_until_complete(async move {
+                let lock = asyncio::Lock::new();
+                let workers = (0..ntasks).map(|_| {
+                    let lock = lock.clone();
+                    async move {
+                        for _ in 0..rounds {
+                            let _guard = lock.acquire().await?;
+                            asyncio::sleep(0).await?;
+                        }
+                        Ok(())
+                    }
+                });
+                asyncio::gather(workers).await
+            })
+            .unwrap();
+        loop_.close().unwrap();
+    })
+}
+
+fn queue_producer_consumer(n: usize, maxsize: usize) -> f64 {
+    best(n, || {
+        let loop_ = new_loop();
+        loop_
+            .run_until_complete(async move {
+                let queue = asyncio::Queue::new(maxsize);
+                let producer = {
+                    let queue = queue.clone();
+                    asyncio::create_task(async move {
+                        for i in 0..n {
+                            queue.put(i).await?;
+                        }
+                        Ok(())
+                    })?
+                };
+                let mut total = 0;
+                for _ in 0..n {
+                    total += queue.get().await?;
+                }
+                producer.await?;
+                assert_eq!(total, n * (n - 1) / 2);
+                Ok(())
+            })
+            .unwrap();
+        loop_.close().unwrap();
+    })
+}
+
+fn queue_unbounded(n: usize) -> f64 {
+    queue_producer_consumer(n, 0)
+}
+
+fn queue_bounded(n: usize) -> f64 {
+    queue_producer_consumer(n, 10)
+}
+
 // ----- raw Tokio -----
 
 fn tokio_runtime() -> tokio::runtime::LocalRuntime {
@@ -214,6 +291,83 @@ fn tokio_oneshot_round_trip(n: usize) -> f64 {
                 });
                 assert_eq!(rx.await.unwrap(), i);
             }
+        });
+    })
+}
+
+fn tokio_mutex_uncontended(n: usize) -> f64 {
+    best(n, || {
+        let rt = tokio_runtime();
+        rt.block_on(async move {
+            let mutex = tokio::sync::Mutex::new(());
+            for _ in 0..n {
+                let _guard = mutex.lock().await;
+            }
+        });
+    })
+}
+
+fn tokio_mutex_contended(n: usize) -> f64 {
+    let ntasks = 10;
+    let rounds = n / ntasks;
+    best(ntasks * rounds, || {
+        let rt = tokio_runtime();
+        rt.block_on(async move {
+            let mutex = Rc::new(tokio::sync::Mutex::new(()));
+            let handles: Vec<_> = (0..ntasks)
+                .map(|_| {
+                    let mutex = mutex.clone();
+                    tokio::task::spawn_local(async move {
+                        for _ in 0..rounds {
+                            let _guard = mutex.lock().await;
+                            tokio::task::yield_now().await;
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.await.unwrap();
+            }
+        });
+    })
+}
+
+fn tokio_channel_unbounded(n: usize) -> f64 {
+    best(n, || {
+        let rt = tokio_runtime();
+        rt.block_on(async move {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let producer = tokio::task::spawn_local(async move {
+                for i in 0..n {
+                    tx.send(i).unwrap();
+                }
+            });
+            let mut total = 0;
+            for _ in 0..n {
+                total += rx.recv().await.unwrap();
+            }
+            producer.await.unwrap();
+            assert_eq!(total, n * (n - 1) / 2);
+        });
+    })
+}
+
+fn tokio_channel_bounded(n: usize) -> f64 {
+    best(n, || {
+        let rt = tokio_runtime();
+        rt.block_on(async move {
+            let (tx, mut rx) = tokio::sync::mpsc::channel(10);
+            let producer = tokio::task::spawn_local(async move {
+                for i in 0..n {
+                    tx.send(i).await.unwrap();
+                }
+            });
+            let mut total = 0;
+            for _ in 0..n {
+                total += rx.recv().await.unwrap();
+            }
+            producer.await.unwrap();
+            assert_eq!(total, n * (n - 1) / 2);
         });
     })
 }
@@ -281,7 +435,7 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1.0);
-    let rows: [Row; 7] = [
+    let rows: [Row; 11] = [
         ("call_soon chained", call_soon_chained, None, 1_000_000),
         ("call_soon batched", call_soon_batched, None, 1_000_000),
         ("call_later firing", call_later_firing, None, 200_000),
@@ -302,6 +456,30 @@ fn main() {
             "future round trip",
             future_round_trip,
             Some(tokio_oneshot_round_trip),
+            500_000,
+        ),
+        (
+            "Lock acquire/release, uncontended",
+            lock_uncontended,
+            Some(tokio_mutex_uncontended),
+            1_000_000,
+        ),
+        (
+            "Lock contended, 10 tasks",
+            lock_contended,
+            Some(tokio_mutex_contended),
+            500_000,
+        ),
+        (
+            "Queue put/get, unbounded",
+            queue_unbounded,
+            Some(tokio_channel_unbounded),
+            500_000,
+        ),
+        (
+            "Queue put/get, maxsize 10",
+            queue_bounded,
+            Some(tokio_channel_bounded),
             500_000,
         ),
     ];

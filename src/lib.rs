@@ -59,6 +59,10 @@ pub use asyncio_core::{
     base_events, cancellable, protocols, socket, transports, AbstractNetwork, AbstractServer,
     AddrInfo, Address, Cancellable, Registration, Schedulable, Server,
 };
+pub use asyncio_core::{
+    locks, queues, Barrier, BoundedSemaphore, Condition, Event, LifoQueue, Lock, LockGuard,
+    PriorityQueue, Queue, Semaphore, SemaphoreGuard,
+};
 pub use asyncio_core::{streams, subprocess};
 pub use asyncio_macros::{main, test};
 

@@ -484,3 +484,68 @@ fn http_server_answers_pipelined_requests() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+#[test]
+fn chat_server_broadcasts_between_clients() {
+    let (mut server, port) = serving("chat_server");
+    // Two clients written in Python asyncio (streams), where CPython is
+    // here; Rust clients otherwise.
+    let python = format!(
+        r#"
+import asyncio
+async def main():
+    r1, w1 = await asyncio.open_connection("127.0.0.1", {port})
+    assert (await r1.readline()) == b"welcome, you are 1\n"
+    r2, w2 = await asyncio.open_connection("127.0.0.1", {port})
+    assert (await r2.readline()) == b"welcome, you are 2\n"
+    assert (await r1.readline()) == b"2 joined\n"
+    w1.write(b"hello\n")
+    await w1.drain()
+    print((await r2.readline()).decode(), end="")
+    w2.write(b"hi there\n")
+    await w2.drain()
+    print((await r1.readline()).decode(), end="")
+    w2.close()
+    await w2.wait_closed()
+    print((await r1.readline()).decode(), end="")
+    w1.close()
+    await w1.wait_closed()
+asyncio.run(main())
+"#
+    );
+    let out = Command::new("python3").args(["-c", &python]).output();
+    let lines: Vec<String> = match out {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect(),
+        _ => rust_chat_clients(port),
+    };
+    assert_eq!(lines, ["1: hello", "2: hi there", "2 left"]);
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+fn rust_chat_clients(port: u16) -> Vec<String> {
+    use std::io::Write;
+    let line = |r: &mut BufReader<std::net::TcpStream>| {
+        let mut l = String::new();
+        r.read_line(&mut l).expect("line");
+        l.trim_end().to_owned()
+    };
+    let c1 = std::net::TcpStream::connect(("127.0.0.1", port)).expect("c1");
+    let mut r1 = BufReader::new(c1.try_clone().expect("clone"));
+    assert_eq!(line(&mut r1), "welcome, you are 1");
+    let c2 = std::net::TcpStream::connect(("127.0.0.1", port)).expect("c2");
+    let mut r2 = BufReader::new(c2.try_clone().expect("clone"));
+    assert_eq!(line(&mut r2), "welcome, you are 2");
+    assert_eq!(line(&mut r1), "2 joined");
+    (&c1).write_all(b"hello\n").expect("write");
+    let a = line(&mut r2);
+    (&c2).write_all(b"hi there\n").expect("write");
+    let b = line(&mut r1);
+    drop(r2);
+    drop(c2);
+    let c = line(&mut r1);
+    vec![a, b, c]
+}

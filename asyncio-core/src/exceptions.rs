@@ -41,6 +41,9 @@ pub enum ErrorKind {
     QueueEmpty,
     /// `asyncio.QueueFull`.
     QueueFull,
+    /// `asyncio.QueueShutDown` (3.13): putting into, or getting from, a
+    /// queue that was shut down.
+    QueueShutDown,
     /// `RuntimeError`: misuse of the API at run time (e.g. `"Event loop is closed"`).
     RuntimeError,
     /// `ValueError`: an argument has the right type but a wrong value.
@@ -90,6 +93,7 @@ impl ErrorKind {
             ErrorKind::BrokenBarrierError => "BrokenBarrierError",
             ErrorKind::QueueEmpty => "QueueEmpty",
             ErrorKind::QueueFull => "QueueFull",
+            ErrorKind::QueueShutDown => "QueueShutDown",
             ErrorKind::RuntimeError => "RuntimeError",
             ErrorKind::ValueError => "ValueError",
             ErrorKind::TypeError => "TypeError",

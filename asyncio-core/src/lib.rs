@@ -18,8 +18,11 @@ pub mod exceptions;
 pub mod executor;
 pub mod format_helpers;
 pub mod futures;
+pub mod locks;
 pub mod log;
+mod mixins;
 pub mod protocols;
+pub mod queues;
 pub mod slots;
 pub mod socket;
 pub mod streams;
@@ -45,6 +48,10 @@ pub use exception_context::{ContextValue, ExceptionContext, ExceptionHandler};
 pub use exceptions::{Error, ErrorKind, Result};
 pub use executor::{default_max_workers, Executor, Job, ThreadPoolExecutor};
 pub use futures::{ensure_future, Awaitable, CallbackId, Future, FutureAwait, TakeFuture};
+pub use locks::{
+    Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, Semaphore, SemaphoreGuard,
+};
+pub use queues::{LifoQueue, PriorityQueue, Queue};
 pub use slots::{Registration, Schedulable};
 pub use taskgroups::TaskGroup;
 pub use tasks::{

@@ -7,6 +7,7 @@ Each row is the same workload as the Rust side in benches/loop.rs.
 
 import asyncio
 import json
+import os
 import sys
 import time
 
@@ -140,6 +141,69 @@ def future_round_trip(new_loop, n):
     return best(run, n)
 
 
+def lock_uncontended(new_loop, n):
+    async def main():
+        lock = asyncio.Lock()
+        for _ in range(n):
+            async with lock:
+                pass
+
+    def run():
+        loop = new_loop()
+        loop.run_until_complete(main())
+        loop.close()
+
+    return best(run, n)
+
+
+def lock_contended(new_loop, n):
+    ntasks = 10
+    rounds = n // ntasks
+
+    async def main():
+        lock = asyncio.Lock()
+
+        async def worker():
+            for _ in range(rounds):
+                async with lock:
+                    await asyncio.sleep(0)
+
+        await asyncio.gather(*[worker() for _ in range(ntasks)])
+
+    def run():
+        loop = new_loop()
+        loop.run_until_complete(main())
+        loop.close()
+
+    return best(run, ntasks * rounds)
+
+
+def queue_producer_consumer(maxsize):
+    def bench(new_loop, n):
+        async def main():
+            queue = asyncio.Queue(maxsize)
+
+            async def producer():
+                for i in range(n):
+                    await queue.put(i)
+
+            task = asyncio.create_task(producer())
+            total = 0
+            for _ in range(n):
+                total += await queue.get()
+            await task
+            assert total == n * (n - 1) // 2
+
+        def run():
+            loop = new_loop()
+            loop.run_until_complete(main())
+            loop.close()
+
+        return best(run, n)
+
+    return bench
+
+
 ROWS = [
     ("call_soon chained", call_soon_chained, 1_000_000),
     ("call_soon batched", call_soon_batched, 1_000_000),
@@ -148,6 +212,10 @@ ROWS = [
     ("create_task + gather (200k)", tasks_gather, 200_000),
     ("sleep(0) switches, 100 tasks", sleep0_switches, 1_000_000),
     ("future round trip", future_round_trip, 500_000),
+    ("Lock acquire/release, uncontended", lock_uncontended, 1_000_000),
+    ("Lock contended, 10 tasks", lock_contended, 500_000),
+    ("Queue put/get, unbounded", queue_producer_consumer(0), 500_000),
+    ("Queue put/get, maxsize 10", queue_producer_consumer(10), 500_000),
 ]
 
 
@@ -160,8 +228,12 @@ def main():
         new_loop = uvloop.new_event_loop
     else:
         new_loop = asyncio.new_event_loop
+    # BENCH_ONLY=substring runs only the matching rows, as on the Rust side.
+    only = os.environ.get("BENCH_ONLY")
     out = {}
     for name, fn, n in ROWS:
+        if only and only not in name:
+            continue
         out[name] = fn(new_loop, max(100, int(n * scale)))
     print(json.dumps(out))
 
