@@ -1057,3 +1057,40 @@ fn reading_pauses_above_twice_the_limit_and_resumes_below_it() {
         Ok(())
     })
 }
+
+#[test]
+fn dropping_the_reader_leaves_the_writer_working() {
+    with_loop(|_loop| async move {
+        // Data arriving after the caller dropped its reader is buffered
+        // for the writer's copy (as in CPython, the writer keeps the
+        // reader for drain()); writing goes on.
+        let (a, mut b) = std::os::unix::net::UnixStream::pair()?;
+        let (reader, writer) = open_connection("", 0).sock(a).await?;
+        drop(reader);
+        b.write_all(b"ignored")?;
+        writer.write(b"still writes")?;
+        writer.drain().await?;
+        // Read the other end without blocking the loop, which sends.
+        b.set_nonblocking(true)?;
+        let mut got = Vec::new();
+        let deadline = asyncio::get_running_loop()?.time() + 20.0;
+        while got.len() < 12 {
+            assert!(
+                asyncio::get_running_loop()?.time() < deadline,
+                "nothing sent"
+            );
+            let mut buf = [0; 12];
+            match b.read(&mut buf) {
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    asyncio::sleep(0.001).await?
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        assert_eq!(got, b"still writes");
+        writer.close();
+        writer.wait_closed().await?;
+        Ok(())
+    })
+}

@@ -301,3 +301,24 @@ fn a_removed_sigint_handler_lets_sigint_interrupt_again() {
     raise(SIGINT);
     unreachable!("SIGINT interrupts the process");
 }
+
+#[test]
+fn process_directed_signals_reach_the_loop() {
+    if !in_child("process_directed_signals_reach_the_loop") {
+        return;
+    }
+    run(|loop_| async move {
+        let calls = Rc::new(Cell::new(0));
+        let c = calls.clone();
+        loop_.add_signal_handler(SIGUSR2, move || c.set(c.get() + 1))?;
+        // kill(getpid()): the kernel picks any thread of the process
+        // (the loop's, the dispatcher's, a worker's) to run the OS handler.
+        for n in 1..=5 {
+            // SAFETY: signals this process, whose handler only writes to a pipe.
+            assert_eq!(unsafe { libc::kill(libc::getpid(), SIGUSR2) }, 0);
+            until("delivered", || calls.get() == n).await?;
+        }
+        assert!(loop_.remove_signal_handler(SIGUSR2)?);
+        Ok(())
+    })
+}
