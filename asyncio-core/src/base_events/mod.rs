@@ -35,6 +35,7 @@ mod datagram;
 mod network;
 mod pipes;
 mod selector;
+mod sendfile;
 mod server;
 mod signals;
 mod sock;
@@ -53,6 +54,7 @@ pub use network::{
     CreateUnixServer, GetAddrInfo, HostArg, LocalBoxFuture, PortArg, ServerOptions,
     ServerProtocolFactory, UnixConnectionOptions, UnixServerOptions,
 };
+pub use sendfile::{SockSendfile, SENDFILE_FALLBACK_READBUFFER_SIZE};
 pub use server::{AbstractServer, Listener, Server, ServerClient};
 pub use sock::SocketAddressArg;
 pub use subprocess::{

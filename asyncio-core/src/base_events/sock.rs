@@ -78,7 +78,7 @@ impl From<std::path::PathBuf> for SocketAddressArg {
     }
 }
 
-fn would_block(e: &io::Error) -> bool {
+pub(super) fn would_block(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
@@ -126,7 +126,7 @@ fn received(
 
 impl EventLoop {
     /// CPython's debug-mode check of the `sock_*` coroutines.
-    fn check_sock(&self, sock: &Socket) -> Result<()> {
+    pub(super) fn check_sock(&self, sock: &Socket) -> Result<()> {
         self.check_closed()?;
         if self.get_debug() && sock.gettimeout() != Some(0.0) {
             return Err(Error::value("the socket must be non-blocking"));
@@ -138,7 +138,7 @@ impl EventLoop {
     /// on it would have blocked: through the socket's own registration
     /// with the loop's reactor, else (a socket the implementation cannot
     /// register) a reader/writer callback as CPython's.
-    async fn wait_sock(&self, sock: &Socket, reading: bool) -> Result<()> {
+    pub(super) async fn wait_sock(&self, sock: &Socket, reading: bool) -> Result<()> {
         let network = self.network()?;
         network.ensure_fd_no_transport(sock.fileno())?;
         let mut stale = true;
