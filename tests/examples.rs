@@ -378,21 +378,7 @@ fn http_headers() {
 
 #[test]
 fn streams_echo_server() {
-    let mut server = example("streams_echo_server")
-        .arg("127.0.0.1:0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn server");
-    let mut stdout = BufReader::new(server.stdout.take().expect("stdout"));
-    let mut first = String::new();
-    stdout.read_line(&mut first).expect("Serving on ...");
-    let port: u16 = first
-        .trim_end()
-        .strip_prefix("Serving on ('127.0.0.1', ")
-        .and_then(|s| s.strip_suffix(')'))
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("{first:?}"));
+    let (mut server, port, mut stdout) = serving("streams_echo_server");
     use std::io::Write;
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     for message in ["one", "two"] {
@@ -412,8 +398,9 @@ fn streams_echo_server() {
     let _ = server.wait();
 }
 
-/// Starts an example server that prints `Serving on ('127.0.0.1', PORT)`.
-fn serving(name: &str) -> (Child, u16) {
+/// Starts an example server that prints `Serving on ('127.0.0.1', PORT)`;
+/// the rest of its output can be read from the reader given back.
+fn serving(name: &str) -> (Child, u16, BufReader<std::process::ChildStdout>) {
     let mut server = example(name)
         .arg("127.0.0.1:0")
         .stdout(Stdio::piped())
@@ -429,13 +416,13 @@ fn serving(name: &str) -> (Child, u16) {
         .and_then(|s| s.strip_suffix(')'))
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("{first:?}"));
-    (server, port)
+    (server, port, stdout)
 }
 
 #[test]
 fn http_server_answers_pipelined_requests() {
     use std::io::Write;
-    let (mut server, port) = serving("http_server");
+    let (mut server, port, _) = serving("http_server");
     // Three requests sent back to back on one connection, before any answer.
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     conn.write_all(
@@ -487,7 +474,7 @@ fn http_server_answers_pipelined_requests() {
 
 #[test]
 fn chat_server_broadcasts_between_clients() {
-    let (mut server, port) = serving("chat_server");
+    let (mut server, port, _) = serving("chat_server");
     // Two clients written in Python asyncio (streams), where CPython is
     // here; Rust clients otherwise.
     let python = format!(

@@ -1094,3 +1094,27 @@ fn dropping_the_reader_leaves_the_writer_working() {
         Ok(())
     })
 }
+
+#[test]
+fn descriptors_come_back_after_many_connections() {
+    if !common::in_child("descriptors_come_back_after_many_connections") {
+        return;
+    }
+    async fn round(n: usize) -> Result<()> {
+        let server = start_server(echo_line, "127.0.0.1", 0).await?;
+        let port = server_port(&server);
+        for _ in 0..n {
+            assert_eq!(tcp_client(port).await?, b"hello world!\n");
+        }
+        server.close();
+        server.wait_closed().await?;
+        Ok(())
+    }
+    // A warm-up loop, then loops whose sockets all close with them.
+    with_loop(|_loop| async move { round(2).await });
+    let before = common::open_fds();
+    for _ in 0..3 {
+        with_loop(|_loop| async move { round(50).await });
+    }
+    assert_eq!(common::open_fds(), before);
+}

@@ -478,3 +478,58 @@ fn no_running_loop_is_an_error() {
         .unwrap();
     loop_.close().unwrap();
 }
+
+#[test]
+fn descriptors_and_children_come_back() {
+    if !common::in_child("descriptors_and_children_come_back") {
+        return;
+    }
+    async fn round(n: usize) -> Result<()> {
+        for _ in 0..n {
+            let proc = create_subprocess_exec("cat")
+                .stdin(PIPE)
+                .stdout(PIPE)
+                .stderr(PIPE)
+                .await?;
+            let (out, _) = proc.communicate(Some(b"x")).await?;
+            assert_eq!(out.as_deref(), Some(&b"x"[..]));
+        }
+        Ok(())
+    }
+    with_loop(|_l| async move { round(2).await });
+    let before = common::open_fds();
+    for _ in 0..3 {
+        with_loop(|_l| async move { round(50).await });
+    }
+    // A child still running when its loop closes is killed and reaped.
+    let loop_ = asyncio::new_event_loop().unwrap();
+    loop_
+        .run_until_complete(async {
+            let _running = create_subprocess_exec("sleep").arg("3600").await?;
+            Ok(())
+        })
+        .unwrap();
+    loop_.close().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let children = || {
+        let me = std::process::id().to_string();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+            .filter(|stat| {
+                let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+                rest.split_whitespace().nth(1) == Some(me.as_str())
+            })
+            .count()
+    };
+    while children() > 0 || common::open_fds() != before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "children {} fds {} (before {before})",
+            children(),
+            common::open_fds()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}

@@ -417,13 +417,26 @@ fn reap(pid: u32) -> i32 {
 /// ended some other way), it is reaped by a thread of its own, so that no
 /// zombie is left.
 struct Reaper {
-    pid: u32,
+    /// `None` once reaped.
+    pid: Option<u32>,
     pidfd: Option<OwnedFd>,
+}
+
+impl Reaper {
+    /// Reaps the child (which exited: its pidfd is readable); its code,
+    /// or `None` if it was reaped already.
+    fn reap_now(&mut self) -> Option<i32> {
+        let code = reap(self.pid.take()?);
+        self.pidfd = None;
+        Some(code)
+    }
 }
 
 impl Drop for Reaper {
     fn drop(&mut self) {
-        let pid = self.pid;
+        let Some(pid) = self.pid.take() else {
+            return;
+        };
         let pidfd = self.pidfd.take();
         let _ = std::thread::Builder::new()
             .name("asyncio-reaper".into())
@@ -438,7 +451,7 @@ impl Drop for Reaper {
 /// still running when the loop closes is killed before it is reaped.
 struct Watch {
     transport: Option<Rc<UnixSubprocessTransport>>,
-    reaper: Option<Reaper>,
+    reaper: Reaper,
 }
 
 fn pidfd_open(pid: u32) -> Option<OwnedFd> {
@@ -462,21 +475,18 @@ fn watch(loop_: &EventLoop, transport: &Rc<UnixSubprocessTransport>) -> Result<(
         let raw = pidfd.as_raw_fd();
         let mut watch = Watch {
             transport: Some(transport.clone()),
-            reaper: Some(Reaper {
-                pid,
+            reaper: Reaper {
+                pid: Some(pid),
                 pidfd: Some(pidfd),
-            }),
+            },
         };
         let l = loop_.clone();
         loop_.add_reader(raw, move || {
             let _ = l.remove_reader(raw);
-            let Some(mut reaper) = watch.reaper.take() else {
+            // The pidfd is readable: the child exited, so this does not block.
+            let Some(code) = watch.reaper.reap_now() else {
                 return;
             };
-            // The pidfd is readable: the child exited, so this does not block.
-            let code = reap(reaper.pid);
-            reaper.pidfd.take();
-            std::mem::forget(reaper);
             if let Some(transport) = watch.transport.take() {
                 let _ = l.call_soon(move || transport.process_exited(code));
             }
