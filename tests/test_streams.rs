@@ -1118,3 +1118,98 @@ fn descriptors_come_back_after_many_connections() {
     }
     assert_eq!(common::open_fds(), before);
 }
+
+/// A read woken by data but cancelled before it resumed raises
+/// `CancelledError` and leaves the data for the next read; the reader is
+/// free to wait again at once (CPython clears `_waiter` when it wakes it).
+#[test]
+fn test_read_cancelled_after_wakeup_keeps_data() {
+    with_loop(|loop_| async move {
+        let s = reader(&loop_);
+        let r = s.clone();
+        let t = asyncio::create_task(async move { r.read(10).await })?;
+        asyncio::sleep(0.0).await?;
+        assert_eq!(
+            format!("{s:?}"),
+            "<StreamReader waiter=<Future pending cb=[Task.task_wakeup()]>>"
+        );
+        s.feed_data(b"abc");
+        assert_eq!(format!("{s:?}"), "<StreamReader 3 bytes>");
+        assert!(t.cancel());
+        assert!(t.take().await.unwrap_err().is_cancelled());
+        assert_eq!(s.buffer(), b"abc");
+        assert_eq!(s.read(10).await?, b"abc");
+        Ok(())
+    })
+}
+
+/// A read cancelled while it waits frees the reader for the next read.
+#[test]
+fn test_read_cancelled_while_waiting() {
+    with_loop(|loop_| async move {
+        let s = reader(&loop_);
+        let r = s.clone();
+        let t = asyncio::create_task(async move { r.read(10).await })?;
+        asyncio::sleep(0.0).await?;
+        t.cancel();
+        assert!(t.take().await.unwrap_err().is_cancelled());
+        assert_eq!(format!("{s:?}"), "<StreamReader>");
+        feed_soon(&loop_, &s, &[b"late"], false);
+        assert_eq!(s.read(10).await?, b"late");
+        Ok(())
+    })
+}
+
+/// After the wake-up and before the woken read resumes, a second reader
+/// may start waiting (no "already waiting" error), as in CPython.
+#[test]
+fn test_second_read_after_wakeup() {
+    with_loop(|loop_| async move {
+        let s = reader(&loop_);
+        let r1 = s.clone();
+        let t1 = asyncio::create_task(async move { r1.read(10).await })?;
+        asyncio::sleep(0.0).await?;
+        s.feed_data(b"one");
+        let r2 = s.clone();
+        let t2 = asyncio::create_task(async move { r2.read(10).await })?;
+        asyncio::sleep(0.0).await?;
+        assert_eq!(t1.take().await?, b"one");
+        assert!(!t2.done());
+        s.feed_eof();
+        assert_eq!(t2.take().await?, b"");
+        Ok(())
+    })
+}
+
+/// `set_exception` on a waiting read raises that error in the read.
+#[test]
+fn test_set_exception_wakes_waiting_read() {
+    with_loop(|loop_| async move {
+        let s = reader(&loop_);
+        let r = s.clone();
+        let t = asyncio::create_task(async move { r.readline().await })?;
+        asyncio::sleep(0.0).await?;
+        s.set_exception(asyncio::Error::value("boom"));
+        let e = t.take().await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ValueError);
+        assert_eq!(e.message(), "boom");
+        Ok(())
+    })
+}
+
+/// Reading in a task of another loop is CPython's "attached to a
+/// different loop" `RuntimeError`.
+#[test]
+fn test_read_from_other_loop() {
+    let other = asyncio::new_event_loop().unwrap();
+    let s = reader(&other);
+    let err = with_loop(move |_loop| async move { Ok(s.read(1).await.unwrap_err()) });
+    assert_eq!(err.kind(), ErrorKind::RuntimeError);
+    let msg = err.message();
+    assert!(msg.starts_with("Task <Task pending name="), "{msg}");
+    assert!(
+        msg.ends_with("got Future <Future pending> attached to a different loop"),
+        "{msg}"
+    );
+    other.close().unwrap();
+}

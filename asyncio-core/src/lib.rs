@@ -33,6 +33,7 @@ pub mod testing;
 pub mod timeouts;
 mod timer_heap;
 pub mod transports;
+mod wait_slot;
 
 pub use asyncgen::{AsyncGenerator, Yielder};
 pub use base_events::{

@@ -6,8 +6,8 @@ use std::rc::Rc;
 
 use crate::base_events::EventLoop;
 use crate::exceptions::{Error, ErrorKind, Result};
-use crate::futures::Future;
 use crate::transports::Transport;
+use crate::wait_slot::WaitSlot;
 
 /// `asyncio.streams._DEFAULT_LIMIT`: 64 KiB.
 pub const DEFAULT_LIMIT: usize = 64 * 1024;
@@ -31,6 +31,13 @@ impl Buffer {
         self.len() == 0
     }
     fn extend(&mut self, data: &[u8]) {
+        if self.data.is_empty() {
+            // The usual case (the last read took everything): one exact
+            // allocation rather than a growth from zero.
+            self.data = data.to_vec();
+            self.start = 0;
+            return;
+        }
         if self.start > 0 && self.start >= self.data.len() / 2 {
             self.data.drain(..self.start);
             self.start = 0;
@@ -78,7 +85,8 @@ pub(crate) struct ReaderState {
     loop_: EventLoop,
     buffer: RefCell<Buffer>,
     eof: Cell<bool>,
-    waiter: RefCell<Option<Future<()>>>,
+    /// CPython's `_waiter`, without a future per wait.
+    waiter: WaitSlot,
     exception: RefCell<Option<Error>>,
     transport: RefCell<Option<Rc<dyn Transport>>>,
     paused: Cell<bool>,
@@ -113,16 +121,6 @@ pub struct StreamReader {
     pub(crate) state: Rc<ReaderState>,
 }
 
-/// Clears the reader's waiter when a wait ends, however it ends
-/// (CPython's `finally: self._waiter = None`).
-struct WaiterGuard<'a>(&'a ReaderState);
-
-impl Drop for WaiterGuard<'_> {
-    fn drop(&mut self) {
-        self.0.waiter.borrow_mut().take();
-    }
-}
-
 impl StreamReader {
     /// `StreamReader(limit=limit, loop=loop_)`.
     ///
@@ -142,7 +140,7 @@ impl StreamReader {
                 loop_: loop_.non_owning(),
                 buffer: RefCell::new(Buffer::default()),
                 eof: Cell::new(false),
-                waiter: RefCell::new(None),
+                waiter: WaitSlot::default(),
                 exception: RefCell::new(None),
                 transport: RefCell::new(None),
                 paused: Cell::new(false),
@@ -172,21 +170,11 @@ impl StreamReader {
     /// raises it now.
     pub fn set_exception(&self, exc: Error) {
         *self.state.exception.borrow_mut() = Some(exc.clone());
-        let waiter = self.state.waiter.borrow_mut().take();
-        if let Some(waiter) = waiter {
-            if !waiter.cancelled() {
-                let _ = waiter.set_exception(exc);
-            }
-        }
+        self.state.waiter.wake(Err(exc));
     }
 
     fn wakeup_waiter(&self) {
-        let waiter = self.state.waiter.borrow_mut().take();
-        if let Some(waiter) = waiter {
-            if !waiter.cancelled() {
-                let _ = waiter.set_result(());
-            }
-        }
+        self.state.waiter.wake(Ok(()));
     }
 
     /// `set_transport(transport)`: the transport to pause and resume.
@@ -229,11 +217,15 @@ impl StreamReader {
         if data.is_empty() || self.state.eof.get() {
             return;
         }
-        self.state.buffer.borrow_mut().extend(data);
+        let buffered = {
+            let mut buffer = self.state.buffer.borrow_mut();
+            buffer.extend(data);
+            buffer.len()
+        };
         self.wakeup_waiter();
-        let transport = self.state.transport.borrow().clone();
-        if let Some(transport) = transport {
-            if !self.state.paused.get() && self.state.buffer.borrow().len() > 2 * self.state.limit {
+        if !self.state.paused.get() && buffered > 2 * self.state.limit {
+            let transport = self.state.transport.borrow().clone();
+            if let Some(transport) = transport {
                 transport.pause_reading();
                 self.state.paused.set(true);
             }
@@ -242,7 +234,7 @@ impl StreamReader {
 
     /// CPython's `_wait_for_data`.
     async fn wait_for_data(&self, func_name: &str) -> Result<()> {
-        if self.state.waiter.borrow().is_some() {
+        if self.state.waiter.is_waiting() {
             return Err(Error::runtime(format!(
                 "{func_name}() called while another coroutine is already waiting for incoming data"
             )));
@@ -255,10 +247,7 @@ impl StreamReader {
                 t.resume_reading();
             }
         }
-        let waiter = Future::<()>::new(&self.state.loop_);
-        *self.state.waiter.borrow_mut() = Some(waiter.clone());
-        let _guard = WaiterGuard(&self.state);
-        waiter.await
+        self.state.waiter.wait(&self.state.loop_).await
     }
 
     fn check_exception(&self) -> Result<()> {
@@ -455,10 +444,8 @@ impl fmt::Debug for StreamReader {
         if st.limit != DEFAULT_LIMIT {
             info.push(format!("limit={}", st.limit));
         }
-        if let Ok(waiter) = st.waiter.try_borrow() {
-            if let Some(w) = waiter.as_ref() {
-                info.push(format!("waiter={w:?}"));
-            }
+        if st.waiter.is_waiting() {
+            info.push("waiter=<Future pending cb=[Task.task_wakeup()]>".to_owned());
         }
         if let Ok(exc) = st.exception.try_borrow() {
             if let Some(e) = exc.as_ref() {

@@ -37,16 +37,43 @@ static TASK_NAME_COUNTER: AtomicU64 = AtomicU64::new(1);
 // ===== current task =====
 
 thread_local! {
-    static CURRENT_TASK: RefCell<Option<Rc<dyn FutureObj>>> = const { RefCell::new(None) };
+    /// The task whose step runs on this thread: the address of the `Rc`
+    /// that [`CurrentTaskGuard`] holds for the step (a plain pointer, so
+    /// that reading it costs no lazy-destructor check: every await reads it).
+    static CURRENT_TASK: Cell<*const Rc<dyn FutureObj>> = const { Cell::new(std::ptr::null()) };
 }
 
 /// Calls `f` with the task whose step is running on this thread, if any.
 pub(crate) fn with_current_task<R>(f: impl FnOnce(Option<&Rc<dyn FutureObj>>) -> R) -> R {
-    CURRENT_TASK.with(|c| f(c.borrow().as_ref()))
+    let current = CURRENT_TASK.with(Cell::get);
+    // SAFETY: the pointer is non-null only while a `CurrentTaskGuard` lives,
+    // and then points to the `Rc` the guard borrows, which cannot move or be
+    // dropped before the guard's drop has restored the previous pointer
+    // (guards nest: a step that runs an eager task's step inside restores
+    // that task's pointer first).
+    f(unsafe { current.as_ref() })
 }
 
-fn swap_current_task(task: Option<Rc<dyn FutureObj>>) -> Option<Rc<dyn FutureObj>> {
-    CURRENT_TASK.with(|c| std::mem::replace(&mut *c.borrow_mut(), task))
+/// Makes a task the current one for the duration of a step.
+struct CurrentTaskGuard<'a> {
+    task: std::marker::PhantomData<&'a Rc<dyn FutureObj>>,
+    previous: *const Rc<dyn FutureObj>,
+}
+
+impl<'a> CurrentTaskGuard<'a> {
+    fn enter(task: &'a Rc<dyn FutureObj>) -> CurrentTaskGuard<'a> {
+        let previous = CURRENT_TASK.with(|c| c.replace(task as *const Rc<dyn FutureObj>));
+        CurrentTaskGuard {
+            task: std::marker::PhantomData,
+            previous,
+        }
+    }
+}
+
+impl Drop for CurrentTaskGuard<'_> {
+    fn drop(&mut self) {
+        CURRENT_TASK.with(|c| c.set(self.previous));
+    }
 }
 
 /// The task running now (`asyncio.current_task()`); `None` outside a task.
@@ -196,15 +223,14 @@ where
         }
         task.started.set(true);
         task.stepping.set(true);
-        let previous = swap_current_task(Some(self.clone() as Rc<dyn FutureObj>));
+        let current: Rc<dyn FutureObj> = self.clone();
         let polled = {
+            let _current = CurrentTaskGuard::enter(&current);
             let Ok(mut slot) = self.ext.coro.try_borrow_mut() else {
-                swap_current_task(previous);
                 task.stepping.set(false);
                 return;
             };
             let Some(coro) = slot.as_mut() else {
-                swap_current_task(previous);
                 task.stepping.set(false);
                 return;
             };
@@ -218,7 +244,7 @@ where
                 crate::contextvars::TaskContext::run(&task.context, || coro.poll(&mut cx))
             }))
         };
-        swap_current_task(previous);
+        drop(current);
         task.stepping.set(false);
         task.resumed_from.set(std::ptr::null());
         match polled {
@@ -959,18 +985,43 @@ impl<F: std::future::Future> std::future::Future for Cancellable<F> {
     type Output = Result<F::Output>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let cancelled = with_current_task(|task_obj| {
-            let task_obj = task_obj?;
-            let task = task_obj.task()?;
-            if task.must_cancel.get() {
-                task.must_cancel.set(false);
-                return Some(Error::cancelled(task_obj.cancel_message().as_deref()));
-            }
-            None
-        });
-        if let Some(e) = cancelled {
+        if let Some(e) = take_pending_cancel() {
             return Poll::Ready(Err(e));
         }
         self.project().inner.poll(cx).map(Ok)
     }
+}
+
+/// What an await point inside the current task raises before it waits:
+/// CPython's `RuntimeError` when the task does not belong to `loop_` (when
+/// given), else the task's pending cancellation (clearing the request).
+pub(crate) fn await_point_error(loop_: Option<&EventLoop>) -> Option<Error> {
+    with_current_task(|task_obj| {
+        let task_obj = task_obj?;
+        if let Some(loop_) = loop_ {
+            if !Rc::ptr_eq(task_obj.loop_inner(), &loop_.inner) {
+                return Some(Error::runtime(format!(
+                    "Task {} got Future <Future pending> attached to a different loop",
+                    task_obj.repr()
+                )));
+            }
+        }
+        take_cancel_of(task_obj)
+    })
+}
+
+/// The cancellation requested for the current task and not delivered yet,
+/// as the `CancelledError` an await point raises (clearing the request);
+/// `None` outside a task or when none is pending.
+pub(crate) fn take_pending_cancel() -> Option<Error> {
+    with_current_task(|task_obj| take_cancel_of(task_obj?))
+}
+
+fn take_cancel_of(task_obj: &Rc<dyn FutureObj>) -> Option<Error> {
+    let task = task_obj.task()?;
+    if task.must_cancel.get() {
+        task.must_cancel.set(false);
+        return Some(Error::cancelled(task_obj.cancel_message().as_deref()));
+    }
+    None
 }

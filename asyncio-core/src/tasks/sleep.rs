@@ -8,7 +8,6 @@ use std::task::{Context, Poll};
 use crate::events::{check_delay, get_running_loop, Delay, TimerHandle};
 use crate::exceptions::{Error, Result};
 use crate::futures::poll_await;
-use crate::tasks::with_current_task;
 use crate::Future;
 
 /// `asyncio.sleep(delay)`: waits `delay` (seconds or a `Duration`).
@@ -80,17 +79,10 @@ impl<T> Sleep<T> {
 
 /// A bare `yield` resumed: deliver a cancellation requested meanwhile.
 fn resume_from_yield() -> Result<()> {
-    with_current_task(|task_obj| {
-        if let Some(task_obj) = task_obj {
-            if let Some(task) = task_obj.task() {
-                if task.must_cancel.get() {
-                    task.must_cancel.set(false);
-                    return Err(Error::cancelled(task_obj.cancel_message().as_deref()));
-                }
-            }
-        }
-        Ok(())
-    })
+    match crate::tasks::take_pending_cancel() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 impl<T> StdFuture for Sleep<T> {
