@@ -63,6 +63,8 @@ pub use asyncio_core::{
     locks, queues, Barrier, BoundedSemaphore, Condition, Event, LifoQueue, Lock, LockGuard,
     PriorityQueue, Queue, Semaphore, SemaphoreGuard,
 };
+#[cfg(feature = "tls")]
+pub use asyncio_core::{ssl, sslproto};
 pub use asyncio_core::{streams, subprocess};
 pub use asyncio_macros::{main, test};
 

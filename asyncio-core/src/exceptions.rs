@@ -372,6 +372,13 @@ impl Error {
         Error::new(ErrorKind::OSError, message).rebuild(|i| i.custom_name = Some(name))
     }
 
+    /// The same error shown as the Python subclass `name` of its kind
+    /// (`NotImplementedError` for a `RuntimeError`, `SSLError` for an
+    /// `OSError` …).
+    pub fn named(self, name: &'static str) -> Error {
+        self.rebuild(|i| i.custom_name = Some(name))
+    }
+
     /// `socket.gaierror(code, message)`: an `OSError` with a `getaddrinfo()`
     /// error code (`EAI_*`, negative on Linux) as its errno.
     pub fn gaierror(code: i32, message: impl Into<Cow<'static, str>>) -> Error {
@@ -617,7 +624,7 @@ impl fmt::Display for Error {
 }
 
 /// The OS's description of an `io::Error` without Rust's " (os error N)" suffix.
-fn strerror(e: &io::Error) -> String {
+pub(crate) fn strerror(e: &io::Error) -> String {
     let s = e.to_string();
     match s.rfind(" (os error ") {
         Some(i) => s[..i].to_owned(),

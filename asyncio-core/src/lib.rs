@@ -25,6 +25,10 @@ pub mod protocols;
 pub mod queues;
 pub mod slots;
 pub mod socket;
+#[cfg(feature = "tls")]
+pub mod ssl;
+#[cfg(feature = "tls")]
+pub mod sslproto;
 pub mod streams;
 pub mod subprocess;
 pub mod taskgroups;

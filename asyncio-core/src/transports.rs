@@ -326,6 +326,18 @@ pub enum ExtraInfo {
     /// `pipe`: a pipe transport's descriptor (Python gives the file object;
     /// `-1` once the transport closed it).
     Pipe(std::os::fd::RawFd),
+    /// `sslcontext`: a TLS connection's context.
+    #[cfg(feature = "tls")]
+    SslContext(crate::ssl::SslContext),
+    /// `ssl_object`: what the TLS connection negotiated.
+    #[cfg(feature = "tls")]
+    SslObject(crate::ssl::SslObject),
+    /// `peercert`: the peer's certificate, as Python's dict.
+    #[cfg(feature = "tls")]
+    PeerCert(crate::ssl::PeerCert),
+    /// `cipher`: `(name, version, bits)`.
+    #[cfg(feature = "tls")]
+    Cipher(crate::ssl::Cipher),
 }
 
 impl ExtraInfo {
@@ -355,6 +367,14 @@ impl fmt::Display for ExtraInfo {
             ExtraInfo::Text(t) => f.write_str(t),
             ExtraInfo::Int(i) => fmt::Display::fmt(i, f),
             ExtraInfo::Pipe(fd) => write!(f, "<_io.FileIO name={fd}>"),
+            #[cfg(feature = "tls")]
+            ExtraInfo::SslContext(c) => fmt::Debug::fmt(c, f),
+            #[cfg(feature = "tls")]
+            ExtraInfo::SslObject(o) => write!(f, "<ssl.SSLObject object at {:p}>", o),
+            #[cfg(feature = "tls")]
+            ExtraInfo::PeerCert(c) => fmt::Debug::fmt(c, f),
+            #[cfg(feature = "tls")]
+            ExtraInfo::Cipher(c) => fmt::Debug::fmt(c, f),
         }
     }
 }

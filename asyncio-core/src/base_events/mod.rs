@@ -41,6 +41,8 @@ mod signals;
 mod sock;
 mod subprocess;
 mod threadsafe;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use datagram::{
     CreateDatagramEndpoint, DatagramEndpointOptions, DatagramPair, DatagramProtocolFactory,
@@ -49,10 +51,10 @@ pub(crate) use network::{
     connection_setters, server_setters, tls_timeouts, unix_connection_setters, unix_server_setters,
 };
 pub use network::{
-    AbstractNetwork, AddrInfo, AddrInfoQuery, ConnectionOptions, ConnectionPair,
-    ConnectionProtocolFactory, CreateConnection, CreateServer, CreateUnixConnection,
-    CreateUnixServer, GetAddrInfo, HostArg, LocalBoxFuture, PortArg, ServerOptions,
-    ServerProtocolFactory, UnixConnectionOptions, UnixServerOptions,
+    AbstractNetwork, AcceptedSocketOptions, AddrInfo, AddrInfoQuery, ConnectAcceptedSocket,
+    ConnectionOptions, ConnectionPair, ConnectionProtocolFactory, CreateConnection, CreateServer,
+    CreateUnixConnection, CreateUnixServer, GetAddrInfo, HostArg, LocalBoxFuture, PortArg,
+    ServerOptions, ServerProtocolFactory, UnixConnectionOptions, UnixServerOptions,
 };
 pub use sendfile::{SockSendfile, SENDFILE_FALLBACK_READBUFFER_SIZE};
 pub use server::{AbstractServer, Listener, Server, ServerClient};
@@ -61,6 +63,8 @@ pub use subprocess::{
     Id, Stdio, SubprocessExec, SubprocessOptions, SubprocessPair, SubprocessProtocolFactory,
     DEVNULL, PIPE, STDOUT,
 };
+#[cfg(feature = "tls")]
+pub use tls::StartTls;
 
 pub(crate) use threadsafe::ThreadsafeCall;
 pub use threadsafe::{ThreadsafeHandle, ThreadsafeLoop};

@@ -109,6 +109,9 @@ pub struct ConnectionOptions {
     pub ssl_handshake_timeout: Option<f64>,
     /// `ssl_shutdown_timeout=` (TLS only).
     pub ssl_shutdown_timeout: Option<f64>,
+    /// `ssl=`: a TLS context (`None`: plain TCP).
+    #[cfg(feature = "tls")]
+    pub ssl: Option<crate::ssl::SslContext>,
 }
 
 /// The arguments of `create_server`.
@@ -139,6 +142,9 @@ pub struct ServerOptions {
     pub ssl_handshake_timeout: Option<f64>,
     /// `ssl_shutdown_timeout=` (TLS only).
     pub ssl_shutdown_timeout: Option<f64>,
+    /// `ssl=`: a TLS context (`None`: plain TCP).
+    #[cfg(feature = "tls")]
+    pub ssl: Option<crate::ssl::SslContext>,
 }
 
 impl Default for ServerOptions {
@@ -156,6 +162,8 @@ impl Default for ServerOptions {
             start_serving: true,
             ssl_handshake_timeout: None,
             ssl_shutdown_timeout: None,
+            #[cfg(feature = "tls")]
+            ssl: None,
         }
     }
 }
@@ -173,6 +181,9 @@ pub struct UnixConnectionOptions {
     pub ssl_handshake_timeout: Option<f64>,
     /// `ssl_shutdown_timeout=` (TLS only).
     pub ssl_shutdown_timeout: Option<f64>,
+    /// `ssl=`: a TLS context (`None`: plain TCP).
+    #[cfg(feature = "tls")]
+    pub ssl: Option<crate::ssl::SslContext>,
 }
 
 /// The arguments of `create_unix_server`.
@@ -192,6 +203,9 @@ pub struct UnixServerOptions {
     pub ssl_handshake_timeout: Option<f64>,
     /// `ssl_shutdown_timeout=` (TLS only).
     pub ssl_shutdown_timeout: Option<f64>,
+    /// `ssl=`: a TLS context (`None`: plain TCP).
+    #[cfg(feature = "tls")]
+    pub ssl: Option<crate::ssl::SslContext>,
 }
 
 impl Default for UnixServerOptions {
@@ -204,6 +218,8 @@ impl Default for UnixServerOptions {
             cleanup_socket: true,
             ssl_handshake_timeout: None,
             ssl_shutdown_timeout: None,
+            #[cfg(feature = "tls")]
+            ssl: None,
         }
     }
 }
@@ -443,28 +459,103 @@ impl EventLoop {
     }
 
     /// `await loop.connect_accepted_socket(protocol_factory, sock)`: wraps a
-    /// connection accepted elsewhere.
+    /// connection accepted elsewhere (with `.ssl(ctx)`, as the TLS server
+    /// side).
     pub fn connect_accepted_socket<F, P>(
         &self,
         protocol_factory: F,
         sock: impl Into<OwnedFd>,
-    ) -> LocalBoxFuture<'static, Result<ConnectionPair<P::Protocol>>>
+    ) -> ConnectAcceptedSocket<F>
     where
         F: FnOnce() -> P + 'static,
         P: IntoStreamProtocol,
     {
-        let loop_ = self.non_owning();
-        let sock = sock.into();
+        ConnectAcceptedSocket {
+            loop_: self.non_owning(),
+            factory: protocol_factory,
+            sock: sock.into(),
+            options: AcceptedSocketOptions::default(),
+        }
+    }
+}
+
+/// The keyword arguments of `connect_accepted_socket` (without TLS, none).
+#[cfg(not(feature = "tls"))]
+#[derive(Debug, Default)]
+pub struct AcceptedSocketOptions {
+    /// `ssl_handshake_timeout=` (TLS only).
+    pub ssl_handshake_timeout: Option<f64>,
+    /// `ssl_shutdown_timeout=` (TLS only).
+    pub ssl_shutdown_timeout: Option<f64>,
+}
+
+#[cfg(feature = "tls")]
+pub use super::tls::AcceptedSocketOptions;
+
+/// The builder of [`EventLoop::connect_accepted_socket`]; await it for
+/// `(transport, protocol)`.
+pub struct ConnectAcceptedSocket<F> {
+    loop_: EventLoop,
+    factory: F,
+    sock: OwnedFd,
+    options: AcceptedSocketOptions,
+}
+
+impl<F> fmt::Debug for ConnectAcceptedSocket<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectAcceptedSocket")
+            .field("sock", &self.sock)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, P> IntoFuture for ConnectAcceptedSocket<F>
+where
+    F: FnOnce() -> P + 'static,
+    P: IntoStreamProtocol,
+{
+    type Output = Result<ConnectionPair<P::Protocol>>;
+    type IntoFuture = LocalBoxFuture<'static, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
-            let (factory, slot) = connection_factory(protocol_factory);
-            let transport = loop_
+            #[allow(unused_mut)]
+            let mut options = self.options;
+            let (factory, slot) = connection_factory(self.factory);
+            #[cfg(feature = "tls")]
+            if let Some(tls) = super::tls::TlsOptions::take_tls(&mut options)? {
+                let (factory, handshake) = tls.wrap_connection(&self.loop_, factory);
+                let plain = self
+                    .loop_
+                    .network()?
+                    .connect_accepted_socket(&self.loop_, factory, self.sock)
+                    .await?;
+                let transport = handshake.finish(plain).await?;
+                return Ok((transport, take_protocol(&slot)?));
+            }
+            if options.ssl_handshake_timeout.is_some() {
+                return Err(Error::value(
+                    "ssl_handshake_timeout is only meaningful with ssl",
+                ));
+            }
+            if options.ssl_shutdown_timeout.is_some() {
+                return Err(Error::value(
+                    "ssl_shutdown_timeout is only meaningful with ssl",
+                ));
+            }
+            let transport = self
+                .loop_
                 .network()?
-                .connect_accepted_socket(&loop_, factory, sock)
+                .connect_accepted_socket(&self.loop_, factory, self.sock)
                 .await?;
             Ok((transport, take_protocol(&slot)?))
         })
     }
 }
+
+awaitable_via_into_future!(impl<F, P> ConnectAcceptedSocket<F> => ConnectionPair<P::Protocol>
+    where F: FnOnce() -> P + 'static, P: IntoStreamProtocol);
 
 /// A `getaddrinfo` host: `&str`, `String`, or `None`.
 #[derive(Debug)]
@@ -626,11 +717,24 @@ macro_rules! network_builder {
 
             fn into_future(self) -> Self::IntoFuture {
                 Box::pin(async move {
+                    #[allow(unused_mut)]
+                    let mut options = self.options;
                     let (factory, slot) = connection_factory(self.factory);
+                    #[cfg(feature = "tls")]
+                    if let Some(tls) = super::tls::TlsOptions::take_tls(&mut options)? {
+                        let (factory, handshake) = tls.wrap_connection(&self.loop_, factory);
+                        let plain = self
+                            .loop_
+                            .network()?
+                            .$method(&self.loop_, factory, options)
+                            .await?;
+                        let transport = handshake.finish(plain).await?;
+                        return Ok((transport, take_protocol(&slot)?));
+                    }
                     let transport = self
                         .loop_
                         .network()?
-                        .$method(&self.loop_, factory, self.options)
+                        .$method(&self.loop_, factory, options)
                         .await?;
                     Ok((transport, take_protocol(&slot)?))
                 })
@@ -653,10 +757,17 @@ macro_rules! network_builder {
 
             fn into_future(self) -> Self::IntoFuture {
                 Box::pin(async move {
-                    let factory = server_factory(self.factory);
+                    #[allow(unused_mut)]
+                    let mut options = self.options;
+                    #[allow(unused_mut)]
+                    let mut factory = server_factory(self.factory);
+                    #[cfg(feature = "tls")]
+                    if let Some(tls) = super::tls::TlsOptions::take_tls(&mut options)? {
+                        factory = tls.wrap_server(&self.loop_, factory);
+                    }
                     self.loop_
                         .network()?
-                        .$method(&self.loop_, factory, self.options)
+                        .$method(&self.loop_, factory, options)
                         .await
                 })
             }
@@ -733,6 +844,12 @@ macro_rules! tls_timeouts {
                 self.options.ssl_shutdown_timeout = Some(t);
                 self
             }
+            /// `ssl=`: speak TLS with this context.
+            #[cfg(feature = "tls")]
+            pub fn ssl(mut self, context: &$crate::ssl::SslContext) -> Self {
+                self.options.ssl = Some(context.clone());
+                self
+            }
         }
     )*};
 }
@@ -740,6 +857,7 @@ macro_rules! tls_timeouts {
 pub(crate) use tls_timeouts;
 
 tls_timeouts!(
+    [F] ConnectAcceptedSocket<F>,
     [F] CreateConnection<F>,
     [F] CreateServer<F>,
     [F] CreateUnixConnection<F>,

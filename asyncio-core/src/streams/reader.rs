@@ -418,6 +418,14 @@ impl StreamReader {
         Ok(data)
     }
 
+    /// Removes and returns everything buffered (for `start_tls`).
+    #[cfg(feature = "tls")]
+    pub(crate) fn take_buffered(&self) -> Vec<u8> {
+        let data = self.state.buffer.borrow_mut().take(usize::MAX);
+        self.maybe_resume_transport();
+        data
+    }
+
     /// How many bytes are buffered and not read yet.
     pub fn buffered(&self) -> usize {
         self.state.buffer.borrow().len()

@@ -113,6 +113,46 @@ impl StreamWriter {
         }
     }
 
+    /// `await writer.start_tls(sslcontext, server_hostname=…)`: upgrades
+    /// the connection to TLS (STARTTLS) after draining what was written;
+    /// the writer (and its reader) then carry plaintext over TLS. A
+    /// server's stream is the TLS server side.
+    ///
+    /// Errors: those of [`EventLoop::start_tls`].
+    #[cfg(feature = "tls")]
+    pub async fn start_tls(
+        &self,
+        sslcontext: &crate::ssl::SslContext,
+        server_hostname: Option<&str>,
+    ) -> Result<()> {
+        self.drain().await?;
+        let transport = self.transport();
+        let Some(protocol) = transport.get_protocol() else {
+            return Err(crate::exceptions::Error::os_subclass(
+                "ConnectionResetError",
+                "Connection lost",
+            ));
+        };
+        let server_side = protocol
+            .downcast::<super::StreamReaderProtocol>()
+            .is_some_and(|p| p.is_server_side());
+        let mut start = self
+            .loop_
+            .start_tls(transport, protocol, sslcontext)
+            .server_side(server_side);
+        if let Some(name) = server_hostname {
+            start = start.server_hostname(name);
+        }
+        // What the peer sent after its last plaintext line is already the
+        // start of its TLS stream (a ClientHello right behind STARTTLS).
+        if let Some(reader) = &self.reader {
+            start = start.initial_data(reader.take_buffered());
+        }
+        let new_transport = start.await?;
+        self.replace_transport(new_transport);
+        Ok(())
+    }
+
     /// Switches the writer to another transport (after `start_tls`).
     pub fn replace_transport(&self, transport: Rc<dyn Transport>) {
         self.protocol.replace_transport(transport.clone());
