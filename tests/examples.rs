@@ -1,6 +1,8 @@
 //! Runs every example and checks what it prints (the CPython docs' output,
 //! where the example comes from the docs).
 
+mod tls_common;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -401,8 +403,17 @@ fn streams_echo_server() {
 /// Starts an example server that prints `Serving on ('127.0.0.1', PORT)`;
 /// the rest of its output can be read from the reader given back.
 fn serving(name: &str) -> (Child, u16, BufReader<std::process::ChildStdout>) {
+    serving_with(name, &[])
+}
+
+/// [`serving`] with more arguments after the address.
+fn serving_with(
+    name: &str,
+    args: &[&std::ffi::OsStr],
+) -> (Child, u16, BufReader<std::process::ChildStdout>) {
     let mut server = example(name)
         .arg("127.0.0.1:0")
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -536,3 +547,64 @@ fn rust_chat_clients(port: u16) -> Vec<String> {
     let c = line(&mut r1);
     vec![a, b, c]
 }
+
+#[test]
+fn tls_echo_server_and_client() {
+    let pki = tls_common::pki();
+    let (mut server, port, mut stdout) = serving_with(
+        "tls_echo_server",
+        &[pki.cert.as_os_str(), pki.key.as_os_str()],
+    );
+    let client = example("tls_echo_client")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg(&pki.ca)
+        .args(["localhost", "one", "two"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn client");
+    let out = finish(client, "tls_echo_client");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("Connected with TLSv1.3 Some(('TLS_"), "{text}");
+    assert!(
+        lines[1].starts_with("Server certificate: {'subject': ((('commonName', 'localhost'),)"),
+        "{text}"
+    );
+    assert_eq!(lines[2..], ["Received: one", "Received: two"]);
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("line");
+    assert!(line.starts_with("Received 'one' from ('127.0.0.1', "), "{line:?}");
+
+    // A client this project did not write: Python's asyncio with OpenSSL.
+    if let Ok(python) = Command::new("python3")
+        .arg("-c")
+        .arg(PYTHON_TLS_CLIENT)
+        .arg(port.to_string())
+        .arg(&pki.ca)
+        .output()
+    {
+        if python.status.success() {
+            assert_eq!(String::from_utf8_lossy(&python.stdout), "b'from python'\n");
+        } else {
+            let err = String::from_utf8_lossy(&python.stderr);
+            // Only a missing ssl module excuses it.
+            assert!(err.contains("No module named"), "{err}");
+        }
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+const PYTHON_TLS_CLIENT: &str = r#"
+import asyncio, ssl, sys
+async def main():
+    ctx = ssl.create_default_context(cafile=sys.argv[2])
+    r, w = await asyncio.open_connection("127.0.0.1", int(sys.argv[1]), ssl=ctx, server_hostname="localhost")
+    w.write(b"from python")
+    print(await r.readexactly(11))
+    w.close()
+    await w.wait_closed()
+asyncio.run(main())
+"#;

@@ -356,6 +356,33 @@ impl ExtraInfo {
             _ => None,
         }
     }
+
+    /// The TLS connection's details, for `ssl_object`.
+    #[cfg(feature = "tls")]
+    pub fn as_ssl_object(&self) -> Option<&crate::ssl::SslObject> {
+        match self {
+            ExtraInfo::SslObject(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// The peer's certificate, for `peercert`.
+    #[cfg(feature = "tls")]
+    pub fn as_peercert(&self) -> Option<&crate::ssl::PeerCert> {
+        match self {
+            ExtraInfo::PeerCert(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The negotiated cipher, for `cipher`.
+    #[cfg(feature = "tls")]
+    pub fn as_cipher(&self) -> Option<&crate::ssl::Cipher> {
+        match self {
+            ExtraInfo::Cipher(c) => Some(c),
+            _ => None,
+        }
+    }
 }
 
 /// Python's `str()` of the value: `('127.0.0.1', 8888)` for an address.
