@@ -565,9 +565,16 @@ fn tls_echo_server_and_client() {
         .expect("spawn client");
     let out = finish(client, "tls_echo_client");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<&str> = text.lines().collect();
-    assert!(lines[0].starts_with("Connected with TLSv1.3 Some(('TLS_"), "{text}");
+    assert!(
+        lines[0].starts_with("Connected with TLSv1.3 Some(('TLS_"),
+        "{text}"
+    );
     assert!(
         lines[1].starts_with("Server certificate: {'subject': ((('commonName', 'localhost'),)"),
         "{text}"
@@ -575,7 +582,10 @@ fn tls_echo_server_and_client() {
     assert_eq!(lines[2..], ["Received: one", "Received: two"]);
     let mut line = String::new();
     stdout.read_line(&mut line).expect("line");
-    assert!(line.starts_with("Received 'one' from ('127.0.0.1', "), "{line:?}");
+    assert!(
+        line.starts_with("Received 'one' from ('127.0.0.1', "),
+        "{line:?}"
+    );
 
     // A client this project did not write: Python's asyncio with OpenSSL.
     if let Ok(python) = Command::new("python3")

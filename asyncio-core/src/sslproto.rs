@@ -1027,6 +1027,15 @@ impl WriteTransport for SslTransport {
         self.closed.set(true);
         self.protocol.abort(None);
     }
+
+    /// TLS cannot use `sendfile(2)`: `loop.sendfile` reads and writes.
+    fn sendfile_mode(&self) -> crate::transports::SendfileMode {
+        crate::transports::SendfileMode::Fallback
+    }
+
+    fn is_protocol_paused(&self) -> bool {
+        self.protocol.app_writing_paused.get()
+    }
 }
 
 impl Transport for SslTransport {

@@ -84,6 +84,51 @@ pub trait WriteTransport: BaseTransport {
 
     /// Closes at once: buffered data is lost; `connection_lost(None)` follows.
     fn abort(&self);
+
+    /// How [`EventLoop::sendfile`](crate::EventLoop::sendfile) may use this
+    /// transport (CPython's `_sendfile_compatible`); by default not at all.
+    fn sendfile_mode(&self) -> SendfileMode {
+        SendfileMode::Unsupported
+    }
+
+    /// The zero-copy path of `loop.sendfile` (CPython's `_sendfile_native`)
+    /// for [`SendfileMode::TryNative`] transports: once the write buffer is
+    /// empty, sends `count` bytes of `file` from `offset` (or to its end)
+    /// with `sendfile(2)` while reading is paused; the number sent.
+    ///
+    /// Errors: `SendfileNotAvailableError` where `sendfile(2)` cannot serve
+    /// (the default), else the connection's.
+    fn sendfile_native<'a>(
+        &'a self,
+        file: &'a std::fs::File,
+        offset: u64,
+        count: Option<u64>,
+    ) -> crate::base_events::LocalBoxFuture<'a, Result<u64>> {
+        let _ = (file, offset, count);
+        Box::pin(async {
+            Err(Error::new(
+                crate::ErrorKind::SendfileNotAvailableError,
+                "sendfile syscall is not supported",
+            ))
+        })
+    }
+
+    /// `true` while the protocol was told to pause writing and not yet to
+    /// resume (CPython's `_protocol_paused`).
+    fn is_protocol_paused(&self) -> bool {
+        false
+    }
+}
+
+/// How a transport supports `loop.sendfile` (CPython's `_SendfileMode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendfileMode {
+    /// `sendfile` raises `RuntimeError` (pipes, subprocess pipes).
+    Unsupported,
+    /// `sendfile(2)` first, then the read-and-write fallback (TCP, Unix sockets).
+    TryNative,
+    /// Only the read-and-write fallback (TLS).
+    Fallback,
 }
 
 /// A bidirectional stream transport (Python's `Transport`): TCP, Unix

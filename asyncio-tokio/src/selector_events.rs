@@ -19,7 +19,8 @@ use std::task::{Context, Poll};
 use asyncio_core::exception_context::ExceptionContext;
 use asyncio_core::protocols::{ReadOutcome, StreamProtocolRef};
 use asyncio_core::transports::{
-    Address, BaseTransport, ExtraInfo, ReadTransport, Transport, TransportSocket, WriteTransport,
+    Address, BaseTransport, ExtraInfo, ReadTransport, SendfileMode, Transport, TransportSocket,
+    WriteTransport,
 };
 use asyncio_core::{
     Error, ErrorKind, EventLoop, Future, Registration, Result, Schedulable, Server,
@@ -116,6 +117,16 @@ impl Stream {
         }
     }
 
+    /// Forgets the writable readiness Tokio cached: a write made outside
+    /// Tokio (`sendfile(2)`) found the socket full.
+    fn clear_write_ready(&self) {
+        let full = || Err::<(), _>(io::ErrorKind::WouldBlock.into());
+        let _ = match self {
+            Stream::Tcp(s) => s.try_io(tokio::io::Interest::WRITABLE, full),
+            Stream::Unix(s) => s.try_io(tokio::io::Interest::WRITABLE, full),
+        };
+    }
+
     fn shutdown_write(&self) -> io::Result<()> {
         let sock = match self {
             Stream::Tcp(s) => socket2::SockRef::from(s),
@@ -204,6 +215,10 @@ struct State {
     reader_added: bool,
     protocol_connected: bool,
     server: Option<asyncio_core::base_events::ServerClient>,
+    /// `loop.sendfile` owns the socket: writes are refused.
+    sendfile_active: bool,
+    /// Completes when the buffer is empty (CPython's `_empty_waiter`).
+    empty_waiter: Option<Future<()>>,
 }
 
 impl State {
@@ -269,6 +284,8 @@ impl SocketTransport {
                 reader_added: false,
                 protocol_connected: true,
                 server: None,
+                sendfile_active: false,
+                empty_waiter: None,
             }),
             flow: FlowControl::default(),
             protocol: RefCell::new(Some(protocol)),
@@ -378,7 +395,67 @@ impl SocketTransport {
             }
             st.conn_lost += 1;
         }
+        self.fail_empty_waiter();
         self.schedule_connection_lost(exc);
+    }
+
+    /// The connection is gone: a `loop.sendfile` waiting for the buffer
+    /// to drain hears of it.
+    fn fail_empty_waiter(&self) {
+        let waiter = self.state.borrow_mut().empty_waiter.take();
+        if let Some(w) = waiter {
+            let _ = w.set_exception(closed_by_peer());
+        }
+    }
+
+    /// `_sendfile_native` after the checks: waits for the buffer to drain,
+    /// then sends with `sendfile(2)` on a duplicate of the socket.
+    async fn sendfile_when_empty(
+        &self,
+        file: &std::fs::File,
+        offset: u64,
+        count: Option<u64>,
+    ) -> Result<u64> {
+        loop {
+            let waiter = {
+                let mut st = self.state.borrow_mut();
+                if st.conn_lost > 0 || st.closing {
+                    return Err(closed_by_peer());
+                }
+                if st.buffer.is_empty() {
+                    break;
+                }
+                let w = Future::<()>::new(&self.loop_);
+                st.empty_waiter = Some(w.clone());
+                w
+            };
+            waiter.await?;
+        }
+        let sock = {
+            let st = self.state.borrow();
+            let Some(stream) = st.stream.as_ref() else {
+                return Err(closed_by_peer());
+            };
+            let fd = match stream {
+                Stream::Tcp(s) => s.as_fd().try_clone_to_owned(),
+                Stream::Unix(s) => s.as_fd().try_clone_to_owned(),
+            }
+            .map_err(Error::from)?;
+            socket2::Socket::from(fd)
+        };
+        asyncio_core::base_events::sendfile_on(&sock, file, offset, count, || {
+            if let Some(s) = self.state.borrow().stream.as_ref() {
+                s.clear_write_ready();
+            }
+            std::future::poll_fn(|cx| {
+                let st = self.state.borrow();
+                match st.stream.as_ref() {
+                    Some(s) if st.conn_lost == 0 => s.poll_write_ready(cx).map_err(Error::from),
+                    _ => Poll::Ready(Err(closed_by_peer())),
+                }
+            })
+        })
+        .await
     }
 
     fn schedule_connection_lost(&self, exc: Option<Error>) {
@@ -659,6 +736,10 @@ impl SocketTransport {
             (st.buffer.is_empty(), st.closing, st.eof)
         };
         if empty {
+            let waiter = self.state.borrow_mut().empty_waiter.take();
+            if let Some(w) = waiter {
+                let _ = w.set_result(());
+            }
             if closing {
                 self.finish_close();
             } else if eof {
@@ -828,6 +909,9 @@ impl WriteTransport for SocketTransport {
         if st.eof {
             return Err(Error::runtime("Cannot call write() after write_eof()"));
         }
+        if st.sendfile_active {
+            return Err(Error::runtime("unable to write; sendfile is in progress"));
+        }
         if data.is_empty() {
             return Ok(());
         }
@@ -886,6 +970,9 @@ impl WriteTransport for SocketTransport {
             if st.eof {
                 return Err(Error::runtime("Cannot call writelines() after write_eof()"));
             }
+            if st.sendfile_active {
+                return Err(Error::runtime("unable to write; sendfile is in progress"));
+            }
             if chunks.iter().all(|c| c.is_empty()) {
                 return Ok(());
             }
@@ -928,6 +1015,39 @@ impl WriteTransport for SocketTransport {
 
     fn abort(&self) {
         self.force_close(None);
+    }
+
+    fn sendfile_mode(&self) -> SendfileMode {
+        SendfileMode::TryNative
+    }
+
+    fn is_protocol_paused(&self) -> bool {
+        self.flow.is_paused()
+    }
+
+    fn sendfile_native<'a>(
+        &'a self,
+        file: &'a std::fs::File,
+        offset: u64,
+        count: Option<u64>,
+    ) -> asyncio_core::base_events::LocalBoxFuture<'a, Result<u64>> {
+        Box::pin(async move {
+            if !file.metadata().is_ok_and(|m| m.is_file()) {
+                return Err(Error::new(
+                    ErrorKind::SendfileNotAvailableError,
+                    "not a regular file",
+                ));
+            }
+            let resume_reading = self.is_reading();
+            self.pause_reading();
+            self.state.borrow_mut().sendfile_active = true;
+            let outcome = self.sendfile_when_empty(file, offset, count).await;
+            self.state.borrow_mut().sendfile_active = false;
+            if resume_reading {
+                self.resume_reading();
+            }
+            outcome
+        })
     }
 }
 
@@ -980,4 +1100,9 @@ impl fmt::Debug for SocketTransport {
         }
         write!(f, "<{}>", info.join(" "))
     }
+}
+
+/// CPython's `ConnectionError("Connection is closed by peer")`.
+fn closed_by_peer() -> Error {
+    Error::os_subclass("ConnectionError", "Connection is closed by peer")
 }

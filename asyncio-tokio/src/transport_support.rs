@@ -39,6 +39,11 @@ impl FlowControl {
         Ok(())
     }
 
+    /// `true` while the protocol is paused (CPython's `_protocol_paused`).
+    pub(crate) fn is_paused(&self) -> bool {
+        self.paused.get()
+    }
+
     /// `get_write_buffer_limits()`: `(low, high)`.
     pub(crate) fn limits(&self) -> (usize, usize) {
         (self.low.get(), self.high.get())

@@ -56,7 +56,7 @@ pub use network::{
     CreateUnixConnection, CreateUnixServer, GetAddrInfo, HostArg, LocalBoxFuture, PortArg,
     ServerOptions, ServerProtocolFactory, UnixConnectionOptions, UnixServerOptions,
 };
-pub use sendfile::{SockSendfile, SENDFILE_FALLBACK_READBUFFER_SIZE};
+pub use sendfile::{sendfile_on, Sendfile, SockSendfile, SENDFILE_FALLBACK_READBUFFER_SIZE};
 pub use server::{AbstractServer, Listener, Server, ServerClient};
 pub use sock::SocketAddressArg;
 pub use subprocess::{

@@ -2,16 +2,22 @@
 //! Unix loop's `_sock_sendfile_native`): `sendfile(2)` on a stream socket,
 //! else reading and sending in chunks.
 
+use std::cell::RefCell;
+use std::fmt;
 use std::fs::File;
 use std::future::IntoFuture;
 use std::io::{self, Seek, SeekFrom};
 use std::num::NonZeroUsize;
+use std::rc::Rc;
 
 use super::network::LocalBoxFuture;
 use super::sock::would_block;
 use super::EventLoop;
 use crate::exceptions::{Error, ErrorKind, Result};
+use crate::futures::Future;
+use crate::protocols::{BaseProtocol, Protocol, StreamProtocolRef};
 use crate::socket::{Socket, SOCK_STREAM};
+use crate::transports::{SendfileMode, Transport};
 
 /// Linux's `ENOTCONN`.
 const ENOTCONN: i32 = 107;
@@ -131,21 +137,53 @@ fn not_available(message: &str) -> Error {
 
 /// CPython's `_sock_sendfile_native`.
 async fn native(call: &SockSendfile<'_>) -> Result<u64> {
-    let size = match call.file.metadata() {
+    sendfile_on(
+        call.sock.as_socket2(),
+        call.file,
+        call.offset,
+        call.count,
+        || call.loop_.wait_sock(call.sock, false),
+    )
+    .await
+}
+
+/// Sends `count` bytes of `file` from `offset` (or to its end) on the
+/// stream socket `sock` with `sendfile(2)`, awaiting `writable()` whenever
+/// the socket is full; the number sent. The file's position ends just past
+/// what was sent. For transports' [`sendfile_native`](crate::transports::WriteTransport::sendfile_native).
+///
+/// Errors: `SendfileNotAvailableError` when `file` is not a regular file
+/// or `sendfile(2)` refuses it before anything was sent; the socket's
+/// errors (`ConnectionError("socket is not connected")` for `ENOTCONN`).
+pub async fn sendfile_on<W, F>(
+    sock: &socket2::Socket,
+    file: &File,
+    offset: u64,
+    count: Option<u64>,
+    mut writable: W,
+) -> Result<u64>
+where
+    W: FnMut() -> F,
+    F: std::future::Future<Output = Result<()>>,
+{
+    if count == Some(0) {
+        return Err(Error::value("count must be a positive integer (got 0)"));
+    }
+    let size = match file.metadata() {
         Ok(m) if m.is_file() => m.len(),
         _ => return Err(not_available("not a regular file")),
     };
-    let blocksize = call.count.unwrap_or(size);
+    let blocksize = count.unwrap_or(size);
     if blocksize == 0 {
         return Ok(0); // an empty file
     }
     let mut pos = FilePosition {
-        file: call.file,
-        end: call.offset,
+        file,
+        end: offset,
         sent: 0,
     };
     loop {
-        let want = match call.count {
+        let want = match count {
             Some(count) => count - pos.sent,
             None => blocksize,
         };
@@ -154,17 +192,13 @@ async fn native(call: &SockSendfile<'_>) -> Result<u64> {
         }
         let want =
             NonZeroUsize::new(want.min(1 << 30) as usize).ok_or_else(|| not_available("empty"))?;
-        match call
-            .sock
-            .as_socket2()
-            .sendfile(call.file, pos.end as usize, Some(want))
-        {
+        match sock.sendfile(file, pos.end as usize, Some(want)) {
             Ok(0) => return Ok(pos.sent), // the end of the file
             Ok(n) => {
                 pos.end += n as u64;
                 pos.sent += n as u64;
             }
-            Err(e) if would_block(&e) => call.loop_.wait_sock(call.sock, false).await?,
+            Err(e) if would_block(&e) => writable().await?,
             Err(e) => {
                 if pos.sent == 0 {
                     // E.g. a file sendfile(2) cannot read: the fallback
@@ -181,6 +215,23 @@ async fn native(call: &SockSendfile<'_>) -> Result<u64> {
             }
         }
     }
+}
+
+/// Reads up to `len` bytes of `file` at its position, in the default
+/// executor (sequential reads through a shared clone, as CPython's
+/// `file.readinto`, so pipes work too).
+async fn read_chunk(loop_: &EventLoop, file: &std::sync::Arc<File>, len: usize) -> Result<Vec<u8>> {
+    let file = file.clone();
+    loop_
+        .run_in_executor(None, move || -> io::Result<Vec<u8>> {
+            let mut buf = vec![0; len];
+            let n = io::Read::read(&mut &*file, &mut buf)?;
+            buf.truncate(n);
+            Ok(buf)
+        })?
+        .take()
+        .await?
+        .map_err(Error::from)
 }
 
 /// CPython's `_sock_sendfile_fallback`: the file read in the default
@@ -211,24 +262,277 @@ async fn fallback(call: &SockSendfile<'_>) -> Result<u64> {
                 return Ok(pos.sent);
             }
         }
-        let (file, len) = (reader.clone(), blocksize as usize);
-        let chunk = loop_
-            .run_in_executor(None, move || -> io::Result<Vec<u8>> {
-                // The clone shares the file's position: sequential reads,
-                // as CPython's `file.readinto`, so pipes work too.
-                let mut buf = vec![0; len];
-                let n = io::Read::read(&mut &*file, &mut buf)?;
-                buf.truncate(n);
-                Ok(buf)
-            })?
-            .take()
-            .await?
-            .map_err(Error::from)?;
+        let chunk = read_chunk(loop_, &reader, blocksize as usize).await?;
         if chunk.is_empty() {
             return Ok(pos.sent); // the end of the file
         }
         loop_.sock_sendall(call.sock, &chunk).await?;
         pos.end += chunk.len() as u64;
         pos.sent += chunk.len() as u64;
+    }
+}
+
+// ===== loop.sendfile =====
+
+/// The builder of [`EventLoop::sendfile`]; await it for the number of bytes
+/// sent.
+pub struct Sendfile<'a> {
+    loop_: EventLoop,
+    transport: &'a Rc<dyn Transport>,
+    file: &'a File,
+    offset: u64,
+    count: Option<u64>,
+    fallback: bool,
+}
+
+impl fmt::Debug for Sendfile<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sendfile")
+            .field("transport", self.transport)
+            .field("offset", &self.offset)
+            .field("count", &self.count)
+            .field("fallback", &self.fallback)
+            .finish()
+    }
+}
+
+impl EventLoop {
+    /// `await loop.sendfile(transport, file, offset=0, count=None,
+    /// fallback=True)`: sends `file` (from `offset`, `count` bytes or to its
+    /// end) over `transport`; the number of bytes sent. On TCP and Unix
+    /// socket transports it waits until what was written before is sent,
+    /// pauses reading and sends with zero-copy `sendfile(2)`; on TLS (and
+    /// where `sendfile(2)` cannot serve) it reads the file in 256 KiB
+    /// chunks and writes them, honouring the transport's flow control
+    /// while the protocol is set aside (it sees no data meanwhile, and
+    /// `resume_writing` afterwards if it was paused). While `sendfile(2)`
+    /// runs, the transport's `write` fails with `RuntimeError("unable to
+    /// write; sendfile is in progress")`, as in CPython. The file's
+    /// position ends just past the last byte sent.
+    ///
+    /// Errors: `RuntimeError("Transport is closing")`, `RuntimeError("sendfile
+    /// is not supported for transport …")` (pipes),
+    /// `SendfileNotAvailableError` with `fallback(false)` where
+    /// `sendfile(2)` cannot serve, `RuntimeError("fallback is disabled and
+    /// native sendfile is not supported for transport …")` on TLS with
+    /// `fallback(false)`, `ValueError("count must be a positive integer
+    /// (got 0)")`, the connection's errors.
+    ///
+    /// ```no_run
+    /// # async fn f(loop_: asyncio_core::EventLoop, transport: std::rc::Rc<dyn asyncio_core::transports::Transport>) -> asyncio_core::Result<()> {
+    /// let file = std::fs::File::open("index.html")?;
+    /// let sent = loop_.sendfile(&transport, &file).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn sendfile<'a>(&self, transport: &'a Rc<dyn Transport>, file: &'a File) -> Sendfile<'a> {
+        Sendfile {
+            loop_: self.non_owning(),
+            transport,
+            file,
+            offset: 0,
+            count: None,
+            fallback: true,
+        }
+    }
+}
+
+impl Sendfile<'_> {
+    /// `offset=`: where in the file to start.
+    pub fn offset(mut self, offset: u64) -> Self {
+        self.offset = offset;
+        self
+    }
+    /// `count=`: how many bytes to send at most (default: to the end).
+    pub fn count(mut self, count: u64) -> Self {
+        self.count = Some(count);
+        self
+    }
+    /// `fallback=` (default `true`): read and write when `sendfile(2)`
+    /// cannot serve.
+    pub fn fallback(mut self, fallback: bool) -> Self {
+        self.fallback = fallback;
+        self
+    }
+}
+
+impl<'a> IntoFuture for Sendfile<'a> {
+    type Output = Result<u64>;
+    type IntoFuture = LocalBoxFuture<'a, Result<u64>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let transport = self.transport;
+            if transport.is_closing() {
+                return Err(Error::runtime("Transport is closing"));
+            }
+            if self.count == Some(0) {
+                return Err(Error::value("count must be a positive integer (got 0)"));
+            }
+            match transport.sendfile_mode() {
+                SendfileMode::Unsupported => {
+                    return Err(Error::runtime(format!(
+                        "sendfile is not supported for transport {transport:?}"
+                    )))
+                }
+                SendfileMode::TryNative => {
+                    match transport
+                        .sendfile_native(self.file, self.offset, self.count)
+                        .await
+                    {
+                        Err(e)
+                            if e.kind() == ErrorKind::SendfileNotAvailableError
+                                && self.fallback => {}
+                        outcome => return outcome,
+                    }
+                }
+                SendfileMode::Fallback => {}
+            }
+            if !self.fallback {
+                return Err(Error::runtime(format!(
+                    "fallback is disabled and native sendfile is not supported for transport {transport:?}"
+                )));
+            }
+            transport_fallback(&self).await
+        })
+    }
+}
+
+/// CPython's `_sendfile_fallback`: the protocol set aside for
+/// [`FallbackProtocol`], the file read in the executor and written.
+async fn transport_fallback(call: &Sendfile<'_>) -> Result<u64> {
+    let transport = call.transport;
+    let Some(original) = transport.get_protocol() else {
+        return Err(Error::runtime("Transport is closing"));
+    };
+    let proto = Rc::new(FallbackProtocol {
+        loop_: call.loop_.non_owning(),
+        original: original.clone(),
+        write_ready: RefCell::new(None),
+    });
+    let should_resume_reading = transport.is_reading();
+    let should_resume_writing = transport.is_protocol_paused();
+    transport.pause_reading();
+    transport.set_protocol(StreamProtocolRef::new(proto.clone()));
+    if should_resume_writing {
+        *proto.write_ready.borrow_mut() = Some(Future::new(&call.loop_));
+    }
+    let mut pos = FilePosition {
+        file: call.file,
+        end: call.offset,
+        sent: 0,
+    };
+    let outcome = async {
+        if call.offset > 0 {
+            let mut file = call.file;
+            file.seek(SeekFrom::Start(call.offset))
+                .map_err(Error::from)?;
+        }
+        let reader = std::sync::Arc::new(call.file.try_clone().map_err(Error::from)?);
+        let mut blocksize = SENDFILE_FALLBACK_READBUFFER_SIZE as u64;
+        loop {
+            if let Some(count) = call.count {
+                blocksize = blocksize.min(count - pos.sent);
+                if blocksize == 0 {
+                    return Ok(pos.sent);
+                }
+            }
+            let chunk = read_chunk(&call.loop_, &reader, blocksize as usize).await?;
+            if chunk.is_empty() {
+                return Ok(pos.sent); // EOF
+            }
+            proto.drain(&**transport).await?;
+            transport.write(&chunk)?;
+            pos.end += chunk.len() as u64;
+            pos.sent += chunk.len() as u64;
+        }
+    }
+    .await;
+    // `restore()`.
+    transport.set_protocol(original.clone());
+    if should_resume_reading {
+        transport.resume_reading();
+    }
+    let pending = proto.write_ready.borrow_mut().take();
+    if let Some(f) = pending {
+        f.cancel();
+    }
+    if should_resume_writing {
+        if let Err(e) = original.resume_writing() {
+            let mut ctx =
+                crate::exception_context::ExceptionContext::new("protocol.resume_writing() failed");
+            ctx.exception = Some(e);
+            call.loop_.call_exception_handler(ctx);
+        }
+    }
+    outcome
+}
+
+/// CPython's `_SendfileFallbackProtocol`: stands in for the protocol while
+/// the fallback writes, to follow the transport's flow control.
+struct FallbackProtocol {
+    loop_: EventLoop,
+    original: StreamProtocolRef,
+    write_ready: RefCell<Option<Future<()>>>,
+}
+
+impl FallbackProtocol {
+    async fn drain(&self, transport: &dyn Transport) -> Result<()> {
+        if transport.is_closing() {
+            return Err(Error::os_subclass(
+                "ConnectionError",
+                "Connection closed by peer",
+            ));
+        }
+        let fut = self.write_ready.borrow().clone();
+        match fut {
+            Some(f) => f.await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl BaseProtocol for FallbackProtocol {
+    fn connection_lost(self: &Rc<Self>, exc: Option<Error>) -> Result<()> {
+        let pending = self.write_ready.borrow_mut().take();
+        if let Some(f) = pending {
+            // Only a disconnection in the middle of the file gets here.
+            let e = exc.clone().unwrap_or_else(|| {
+                Error::os_subclass("ConnectionError", "Connection is closed by peer")
+            });
+            let _ = f.set_exception(e);
+        }
+        self.original.connection_lost(exc)
+    }
+
+    fn pause_writing(self: &Rc<Self>) -> Result<()> {
+        let mut slot = self.write_ready.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(Future::new(&self.loop_));
+        }
+        Ok(())
+    }
+
+    fn resume_writing(self: &Rc<Self>) -> Result<()> {
+        let pending = self.write_ready.borrow_mut().take();
+        if let Some(f) = pending {
+            let _ = f.set_result(());
+        }
+        Ok(())
+    }
+}
+
+impl Protocol for FallbackProtocol {
+    fn connection_made(self: &Rc<Self>, _transport: Rc<dyn Transport>) -> Result<()> {
+        Err(Error::runtime(
+            "Invalid state: connection should have been established already.",
+        ))
+    }
+
+    fn data_received(self: &Rc<Self>, _data: &[u8]) -> Result<()> {
+        Err(Error::runtime("Invalid state: reading should be paused"))
+    }
+
+    fn eof_received(self: &Rc<Self>) -> Result<bool> {
+        Err(Error::runtime("Invalid state: reading should be paused"))
     }
 }
