@@ -62,7 +62,7 @@ fn test_streams_echo_over_tls() {
         assert!(!transport.can_write_eof());
         let e = transport.write_eof().unwrap_err();
         assert_eq!(e.python_name(), "NotImplementedError");
-        assert_eq!(e.message(), "SSL doesn't support half-closes");
+        assert_eq!(e.kind(), ErrorKind::RuntimeError);
         let Some(ExtraInfo::PeerCert(cert)) = writer.get_extra_info("peercert") else {
             panic!("no peercert");
         };
@@ -437,9 +437,9 @@ fn test_abort_sends_nothing() {
         // The server sees the stream end without close_notify.
         let server_side = made.borrow().clone().unwrap();
         server_side.lost().await?;
-        let events = server_side.events.borrow().clone();
-        assert_eq!(events[0], "made");
-        assert!(events.last().unwrap().starts_with("lost"), "{events:?}");
+        // As CPython: the end of the stream without close_notify is an
+        // EOF, and nothing is sent back.
+        assert_eq!(*server_side.events.borrow(), ["made", "eof", "lost"]);
         server.close();
         server.wait_closed().await
     });
@@ -477,6 +477,13 @@ fn test_flow_control_with_a_peer_that_does_not_read() {
             transport.get_write_buffer_limits(),
             (128 * 1024, 512 * 1024)
         );
+        // Only `low` given: `high` is four times it (CPython's rule).
+        transport.set_write_buffer_limits(None, Some(1024 * 1024))?;
+        assert_eq!(
+            transport.get_write_buffer_limits(),
+            (1024 * 1024, 4096 * 1024)
+        );
+        transport.set_write_buffer_limits(None, None)?;
         let chunk = vec![7u8; 64 * 1024];
         let mut sent = 0;
         for _ in 0..400 {

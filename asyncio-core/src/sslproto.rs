@@ -88,13 +88,18 @@ pub struct SslProtocol {
     app_protocol: RefCell<Option<StreamProtocolRef>>,
     app_transport: RefCell<Option<Rc<SslTransport>>>,
     transport: RefCell<Option<Rc<dyn Transport>>>,
-    waiter: RefCell<Option<Future<()>>>,
+    /// Completes with the application's transport when the handshake did.
+    waiter: RefCell<Option<Future<Rc<SslTransport>>>>,
+    /// The handshake's outcome was given (to the waiter, or reported).
+    handshake_settled: Cell<bool>,
     ssl_object: RefCell<Option<SslObject>>,
     handshake_timer: RefCell<Option<TimerHandle>>,
     shutdown_timer: RefCell<Option<TimerHandle>>,
     handshake_start: Cell<f64>,
     /// Ciphertext received and not handed to rustls yet.
     incoming: RefCell<Vec<u8>>,
+    /// The plaintext buffer handed to `data_received` (kept between reads).
+    plain_buf: RefCell<Vec<u8>>,
     /// Ciphertext made by rustls and not handed to the transport yet.
     outgoing: RefCell<Vec<u8>>,
     /// Plaintext written before the handshake finished.
@@ -125,7 +130,7 @@ impl SslProtocol {
         loop_: &EventLoop,
         app_protocol: StreamProtocolRef,
         params: TlsParams,
-        waiter: Option<Future<()>>,
+        waiter: Option<Future<Rc<SslTransport>>>,
     ) -> Result<Rc<SslProtocol>> {
         let conn: rustls::Connection = if params.server_side {
             let config = params.context.server_config()?;
@@ -174,11 +179,13 @@ impl SslProtocol {
             app_transport: RefCell::new(None),
             transport: RefCell::new(None),
             waiter: RefCell::new(waiter),
+            handshake_settled: Cell::new(false),
             ssl_object: RefCell::new(None),
             handshake_timer: RefCell::new(None),
             shutdown_timer: RefCell::new(None),
             handshake_start: Cell::new(0.0),
             incoming: RefCell::new(Vec::new()),
+            plain_buf: RefCell::new(Vec::new()),
             outgoing: RefCell::new(Vec::new()),
             write_backlog: RefCell::new(VecDeque::new()),
             write_backlog_size: Cell::new(0),
@@ -199,10 +206,6 @@ impl SslProtocol {
         }))
     }
 
-    fn rc(&self) -> Option<Rc<SslProtocol>> {
-        self.this.upgrade()
-    }
-
     /// The transport the application protocol sees (made once).
     pub(crate) fn app_transport(&self) -> Option<Rc<SslTransport>> {
         if let Some(t) = self.app_transport.borrow().as_ref() {
@@ -212,7 +215,7 @@ impl SslProtocol {
             return None;
         }
         let t = Rc::new(SslTransport {
-            protocol: self.rc()?,
+            protocol: self.this.clone(),
             closed: Cell::new(false),
         });
         *self.app_transport.borrow_mut() = Some(t.clone());
@@ -228,12 +231,34 @@ impl SslProtocol {
     }
 
     fn wakeup_waiter(&self, exc: Option<Error>) {
+        let first = !self.handshake_settled.replace(true);
+        if let Some(e) = &exc {
+            if first
+                && self.params.server_side
+                && self.params.call_connection_made
+                && self.loop_.get_debug()
+            {
+                // CPython's `_accept_connection2` on a failed waiter.
+                let mut ctx =
+                    ExceptionContext::new("Error on transport creation for incoming connection");
+                ctx.exception = Some(e.clone());
+                ctx.set("protocol", ContextValue::Text(format!("{self:?}")));
+                if let Some(t) = self.plain() {
+                    ctx.set("transport", ContextValue::Text(format!("{t:?}")));
+                }
+                self.loop_.call_exception_handler(ctx);
+            }
+        }
         let waiter = self.waiter.borrow_mut().take();
         if let Some(w) = waiter {
             if !w.done() {
-                let _ = match exc {
-                    Some(e) => w.set_exception(e),
-                    None => w.set_result(()),
+                let _ = match (exc, self.app_transport()) {
+                    (Some(e), _) => w.set_exception(e),
+                    (None, Some(t)) => w.set_result(t),
+                    (None, None) => w.set_exception(Error::os_subclass(
+                        "ConnectionResetError",
+                        "Connection lost",
+                    )),
                 };
             }
         }
@@ -292,7 +317,7 @@ impl SslProtocol {
                 self.params.handshake_timeout
             );
             let exc = Error::os_subclass("ConnectionAbortedError", msg);
-            self.fatal_error(exc.clone(), "SSL handshake failed");
+            self.fatal_error(exc.clone(), "Fatal error on transport");
             self.wakeup_waiter(Some(exc));
         }
     }
@@ -326,12 +351,6 @@ impl SslProtocol {
                 "SSL handshake failed"
             };
             self.fatal_error(exc.clone(), msg);
-            if self.params.server_side && self.loop_.get_debug() {
-                let mut ctx =
-                    ExceptionContext::new("Error on transport creation for incoming connection");
-                ctx.exception = Some(exc.clone());
-                self.loop_.call_exception_handler(ctx);
-            }
             self.wakeup_waiter(Some(exc));
             return;
         }
@@ -360,6 +379,9 @@ impl SslProtocol {
             self.app_state.set(AppState::ConMade);
             if let (Some(app), Some(t)) = (self.app(), self.app_transport()) {
                 if let Err(e) = app.connection_made(t) {
+                    if e.kind().is_exit() {
+                        self.loop_.inner.escape(e.clone());
+                    }
                     self.fatal_error(e.clone(), "Error calling connection_made()");
                     self.wakeup_waiter(Some(e));
                     return;
@@ -437,7 +459,15 @@ impl SslProtocol {
         let outcome = self.read_plaintext();
         self.reading.set(false);
         match outcome {
-            Err(e) => self.fatal_error(e, "Fatal error on SSL protocol"),
+            Err(e) => {
+                if e.kind().is_exit() {
+                    // KeyboardInterrupt / SystemExit leave the loop (CPython
+                    // catches only `Exception` here); the connection stays.
+                    self.loop_.inner.escape(e);
+                    return;
+                }
+                self.fatal_error(e, "Fatal error on SSL protocol")
+            }
             Ok(eof) => {
                 if self.write_backlog_size.get() > 0 {
                     self.do_write();
@@ -457,7 +487,9 @@ impl SslProtocol {
     /// `Ok(true)` when the peer's close_notify was reached.
     fn read_plaintext(&self) -> Result<bool> {
         loop {
-            if self.app_reading_paused.get() {
+            if self.app_reading_paused.get()
+                || !matches!(self.state.get(), State::Wrapped | State::Flushing)
+            {
                 return Ok(false);
             }
             self.feed()?;
@@ -481,14 +513,51 @@ impl SslProtocol {
                     (other, _) => other,
                 }
             } else {
-                let mut buf = [0u8; MAX_PLAINTEXT];
-                match self.read_some(&mut buf) {
-                    Ok(n) if n > 0 => {
-                        app.data_received(&buf[..n])?;
-                        Ok(n)
+                // All the plaintext there is, in one `data_received` (as
+                // CPython joins its reads).
+                let mut chunk = std::mem::take(&mut *self.plain_buf.borrow_mut());
+                chunk.clear();
+                let mut eof = false;
+                let mut last_err = None;
+                loop {
+                    let got = {
+                        let mut conn = self.conn.borrow_mut();
+                        match conn.as_mut() {
+                            Some(c) => c.reader().read_to_end(&mut chunk),
+                            None => Err(std::io::ErrorKind::WouldBlock.into()),
+                        }
+                    };
+                    match got {
+                        Ok(_) => {
+                            eof = true;
+                            break;
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            // More ciphertext may fit into rustls now.
+                            if self.incoming.borrow().is_empty() || self.feed().is_err() {
+                                last_err = Some(e);
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            last_err = Some(e);
+                            break;
+                        }
                     }
-                    other => other,
                 }
+                let outcome = if !chunk.is_empty() {
+                    app.data_received(&chunk).map(|()| chunk.len())?;
+                    // The end (close_notify) is seen on the next turn.
+                    Ok(chunk.len())
+                } else if eof {
+                    Ok(0)
+                } else {
+                    Err(last_err.unwrap_or_else(|| std::io::ErrorKind::WouldBlock.into()))
+                };
+                if chunk.capacity() <= 4 * MAX_PLAINTEXT {
+                    *self.plain_buf.borrow_mut() = chunk;
+                }
+                outcome
             };
             match got {
                 Ok(0) => return Ok(true),
@@ -659,9 +728,7 @@ impl SslProtocol {
         if let Some(t) = self.app_transport.borrow().as_ref() {
             ctx.set("transport", ContextValue::Text(format!("{t:?}")));
         }
-        if let Some(app) = self.app() {
-            ctx.set("protocol", ContextValue::Text(format!("{app:?}")));
-        }
+        ctx.set("protocol", ContextValue::Text(format!("{self:?}")));
         self.loop_.call_exception_handler(ctx);
     }
 
@@ -720,7 +787,22 @@ impl SslProtocol {
 
     /// Sends close_notify; done once the peer's came (or the stream ended).
     fn do_shutdown(&self) {
-        if !self.close_notify_sent.replace(true) {
+        // What already arrived may hold the peer's close_notify; records
+        // after our own shutdown started are dropped (CPython's unwrap()).
+        loop {
+            if let Err(e) = self.feed() {
+                self.on_shutdown_complete(Some(e));
+                return;
+            }
+            while matches!(self.read_some(&mut [0u8; 4096]), Ok(n) if n > 0) {}
+            if self.incoming.borrow().is_empty() || self.peer_closed.get() {
+                break;
+            }
+        }
+        self.incoming.borrow_mut().clear();
+        self.control_ssl_reading();
+        // After the peer's EOF nothing is sent (CPython skips unwrap()).
+        if !self.plain_eof.get() && !self.close_notify_sent.replace(true) {
             if let Some(c) = self.conn.borrow_mut().as_mut() {
                 c.send_close_notify();
             }
@@ -827,15 +909,7 @@ impl Protocol for SslProtocol {
         match self.state.get() {
             State::DoHandshake => self.do_handshake(),
             State::Wrapped | State::Flushing => self.do_read(),
-            State::Shutdown => {
-                if let Err(e) = self.feed() {
-                    self.on_shutdown_complete(Some(e));
-                } else {
-                    // Records after close_notify are dropped (CPython's unwrap).
-                    while !matches!(self.read_some(&mut [0u8; 4096]), Ok(0) | Err(_)) {}
-                    self.do_shutdown();
-                }
-            }
+            State::Shutdown => self.do_shutdown(),
             State::Unwrapped => self.incoming.borrow_mut().clear(),
         }
         self.control_ssl_reading();
@@ -872,8 +946,13 @@ impl Protocol for SslProtocol {
 
 /// CPython's `_SSLProtocolTransport`: the plaintext transport the
 /// application protocol of a TLS connection gets.
+///
+/// It reaches its TLS layer weakly: the layer lives as long as the plain
+/// transport holds it, so an application protocol that keeps its transport
+/// makes no reference cycle; once the connection is gone the calls do
+/// nothing.
 pub struct SslTransport {
-    protocol: Rc<SslProtocol>,
+    protocol: Weak<SslProtocol>,
     closed: Cell<bool>,
 }
 
@@ -887,10 +966,24 @@ impl fmt::Debug for SslTransport {
     }
 }
 
+/// CPython's `add_flowcontrol_defaults`: `default` when neither mark is given.
+fn marks(high: Option<usize>, low: Option<usize>, default: usize) -> Result<(usize, usize)> {
+    let high = if high.is_none() && low.is_none() {
+        Some(default)
+    } else {
+        high
+    };
+    check_write_buffer_limits(high, low)
+}
+
 impl SslTransport {
+    fn layer(&self) -> Option<Rc<SslProtocol>> {
+        self.protocol.upgrade()
+    }
+
     /// `get_read_buffer_size()`: ciphertext received and not decrypted yet.
     pub fn get_read_buffer_size(&self) -> usize {
-        self.protocol.incoming.borrow().len()
+        self.layer().map_or(0, |p| p.incoming.borrow().len())
     }
 
     /// `set_read_buffer_limits(high, low)`: when the plain transport's
@@ -898,25 +991,25 @@ impl SslTransport {
     ///
     /// Errors: as [`WriteTransport::set_write_buffer_limits`].
     pub fn set_read_buffer_limits(&self, high: Option<usize>, low: Option<usize>) -> Result<()> {
-        let (high, low) = check_write_buffer_limits(high.or(Some(HIGH_WATER_SSL_READ)), low)?;
-        self.protocol.incoming_high.set(high);
-        self.protocol.incoming_low.set(low);
-        self.protocol.control_ssl_reading();
+        let (high, low) = marks(high, low, HIGH_WATER_SSL_READ)?;
+        if let Some(p) = self.layer() {
+            p.incoming_high.set(high);
+            p.incoming_low.set(low);
+            p.control_ssl_reading();
+        }
         Ok(())
     }
 
     /// `get_read_buffer_limits()`: `(low, high)`.
     pub fn get_read_buffer_limits(&self) -> (usize, usize) {
-        (
-            self.protocol.incoming_low.get(),
-            self.protocol.incoming_high.get(),
-        )
+        self.layer()
+            .map_or((0, 0), |p| (p.incoming_low.get(), p.incoming_high.get()))
     }
 }
 
 impl BaseTransport for SslTransport {
     fn get_extra_info(&self, name: &str) -> Option<ExtraInfo> {
-        let p = &self.protocol;
+        let p = self.layer()?;
         match name {
             "sslcontext" => return Some(ExtraInfo::SslContext(p.params.context.clone())),
             "ssl_object" => return p.ssl_object.borrow().clone().map(ExtraInfo::SslObject),
@@ -950,28 +1043,35 @@ impl BaseTransport for SslTransport {
     /// connection once the peer answered (or the shutdown timeout passed).
     fn close(&self) {
         if !self.closed.replace(true) {
-            self.protocol.start_shutdown();
+            if let Some(p) = self.layer() {
+                p.start_shutdown();
+            }
         }
     }
 }
 
 impl ReadTransport for SslTransport {
     fn is_reading(&self) -> bool {
-        !self.protocol.app_reading_paused.get()
+        self.layer().is_some_and(|p| !p.app_reading_paused.get())
     }
 
     fn pause_reading(&self) {
-        self.protocol.app_reading_paused.set(true);
+        if let Some(p) = self.layer() {
+            p.app_reading_paused.set(true);
+        }
     }
 
     fn resume_reading(&self) {
-        if self.protocol.app_reading_paused.replace(false) {
-            let weak = self.protocol.this.clone();
-            let _ = self.protocol.loop_.call_soon(move || {
+        let Some(p) = self.layer() else { return };
+        if p.app_reading_paused.replace(false) {
+            let weak = p.this.clone();
+            let _ = p.loop_.call_soon(move || {
                 if let Some(p) = weak.upgrade() {
                     p.do_read();
-                    if p.state.get() == State::Flushing && p.plain_eof.get() {
-                        p.do_flush();
+                    match p.state.get() {
+                        State::Flushing if p.plain_eof.get() => p.do_flush(),
+                        State::Shutdown => p.do_shutdown(),
+                        _ => {}
                     }
                 }
             });
@@ -984,38 +1084,37 @@ impl WriteTransport for SslTransport {
     /// counting what waits in this layer and ciphertext the plain transport
     /// did not take yet.
     fn set_write_buffer_limits(&self, high: Option<usize>, low: Option<usize>) -> Result<()> {
-        let (high, low) = check_write_buffer_limits(high.or(Some(HIGH_WATER_SSL_WRITE)), low)?;
-        self.protocol.outgoing_high.set(high);
-        self.protocol.outgoing_low.set(low);
-        self.protocol.control_app_writing();
-        Ok(())
-    }
-
-    fn get_write_buffer_size(&self) -> usize {
-        self.protocol.write_buffer_size()
-    }
-
-    fn get_write_buffer_limits(&self) -> (usize, usize) {
-        (
-            self.protocol.outgoing_low.get(),
-            self.protocol.outgoing_high.get(),
-        )
-    }
-
-    fn write(&self, data: &[u8]) -> Result<()> {
-        if !data.is_empty() {
-            self.protocol.write_appdata(data);
+        let (high, low) = marks(high, low, HIGH_WATER_SSL_WRITE)?;
+        if let Some(p) = self.layer() {
+            p.outgoing_high.set(high);
+            p.outgoing_low.set(low);
+            p.control_app_writing();
         }
         Ok(())
     }
 
-    /// Errors: `NotImplementedError("SSL doesn't support half-closes")`
-    /// (a `RuntimeError`), as in CPython.
+    fn get_write_buffer_size(&self) -> usize {
+        self.layer().map_or(0, |p| p.write_buffer_size())
+    }
+
+    fn get_write_buffer_limits(&self) -> (usize, usize) {
+        self.layer()
+            .map_or((0, 0), |p| (p.outgoing_low.get(), p.outgoing_high.get()))
+    }
+
+    fn write(&self, data: &[u8]) -> Result<()> {
+        if !data.is_empty() {
+            if let Some(p) = self.layer() {
+                p.write_appdata(data);
+            }
+        }
+        Ok(())
+    }
+
+    /// Errors: a bare `NotImplementedError` (a `RuntimeError`), as in
+    /// CPython: TLS has no half-close.
     fn write_eof(&self) -> Result<()> {
-        Err(
-            Error::new(ErrorKind::RuntimeError, "SSL doesn't support half-closes")
-                .named("NotImplementedError"),
-        )
+        Err(Error::bare(ErrorKind::RuntimeError).named("NotImplementedError"))
     }
 
     fn can_write_eof(&self) -> bool {
@@ -1025,7 +1124,9 @@ impl WriteTransport for SslTransport {
     /// Closes at once: no close_notify.
     fn abort(&self) {
         self.closed.set(true);
-        self.protocol.abort(None);
+        if let Some(p) = self.layer() {
+            p.abort(None);
+        }
     }
 
     /// TLS cannot use `sendfile(2)`: `loop.sendfile` reads and writes.
@@ -1034,16 +1135,18 @@ impl WriteTransport for SslTransport {
     }
 
     fn is_protocol_paused(&self) -> bool {
-        self.protocol.app_writing_paused.get()
+        self.layer().is_some_and(|p| p.app_writing_paused.get())
     }
 }
 
 impl Transport for SslTransport {
     fn set_protocol(&self, protocol: StreamProtocolRef) {
-        *self.protocol.app_protocol.borrow_mut() = Some(protocol);
+        if let Some(p) = self.layer() {
+            *p.app_protocol.borrow_mut() = Some(protocol);
+        }
     }
 
     fn get_protocol(&self) -> Option<StreamProtocolRef> {
-        self.protocol.app()
+        self.layer().and_then(|p| p.app())
     }
 }

@@ -17,7 +17,8 @@ use crate::futures::{Awaitable, Future};
 use crate::protocols::StreamProtocolRef;
 use crate::ssl::SslContext;
 use crate::sslproto::{
-    check_timeout, SslProtocol, TlsParams, SSL_HANDSHAKE_TIMEOUT, SSL_SHUTDOWN_TIMEOUT,
+    check_timeout, SslProtocol, SslTransport, TlsParams, SSL_HANDSHAKE_TIMEOUT,
+    SSL_SHUTDOWN_TIMEOUT,
 };
 use crate::transports::Transport;
 
@@ -78,7 +79,7 @@ impl TlsSetup {
         loop_: &EventLoop,
         factory: ConnectionProtocolFactory,
     ) -> (ConnectionProtocolFactory, Handshake) {
-        let waiter = Future::<()>::new(loop_);
+        let waiter = Future::<Rc<SslTransport>>::new(loop_);
         let made: Rc<RefCell<Option<Rc<SslProtocol>>>> = Rc::new(RefCell::new(None));
         let (loop2, params, w, slot) = (
             loop_.non_owning(),
@@ -113,23 +114,42 @@ impl TlsSetup {
 
 /// The end of a client handshake (see [`TlsSetup::wrap_connection`]).
 pub(crate) struct Handshake {
-    waiter: Future<()>,
+    waiter: Future<Rc<SslTransport>>,
+    /// Keeps the layer alive until the caller has its transport.
     made: Rc<RefCell<Option<Rc<SslProtocol>>>>,
 }
 
-impl Handshake {
-    /// Waits for the handshake over `plain`; the application's transport,
-    /// or the handshake's error (the connection then closed).
-    pub(crate) async fn finish(self, plain: Rc<dyn Transport>) -> Result<Rc<dyn Transport>> {
-        if let Err(e) = self.waiter.clone().await {
-            plain.close();
-            return Err(e);
+/// Aborts a connection whose handshake nobody awaits any more (the
+/// connecting future was dropped).
+struct AbortUnlessDone(Option<Rc<dyn Transport>>);
+
+impl Drop for AbortUnlessDone {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            t.abort();
         }
-        let layer = self.made.borrow_mut().take();
-        layer
-            .and_then(|l| l.app_transport())
-            .map(|t| t as Rc<dyn Transport>)
-            .ok_or_else(|| Error::os_subclass("ConnectionResetError", "Connection lost"))
+    }
+}
+
+impl Handshake {
+    /// Waits for the handshake over `plain`; the application's transport
+    /// (also when the connection was lost right after its
+    /// `connection_made`, as in CPython), or the handshake's error (the
+    /// connection is then closed).
+    pub(crate) async fn finish(self, plain: Rc<dyn Transport>) -> Result<Rc<dyn Transport>> {
+        let mut guard = AbortUnlessDone(Some(plain));
+        let outcome = self.waiter.clone().await;
+        let plain = guard.0.take();
+        drop(self.made.borrow_mut().take());
+        match outcome {
+            Ok(t) => Ok(t as Rc<dyn Transport>),
+            Err(e) => {
+                if let Some(plain) = plain {
+                    plain.abort();
+                }
+                Err(e)
+            }
+        }
     }
 }
 
@@ -299,7 +319,7 @@ impl IntoFuture for StartTls {
                 self.shutdown_timeout,
             )?;
             let loop_ = self.loop_;
-            let waiter = Future::<()>::new(&loop_);
+            let waiter = Future::<Rc<SslTransport>>::new(&loop_);
             let layer = SslProtocol::new(
                 &loop_,
                 self.protocol,
@@ -320,16 +340,19 @@ impl IntoFuture for StartTls {
             })?;
             let t = transport.clone();
             let resume = loop_.call_soon(move || t.resume_reading())?;
-            if let Err(e) = waiter.await {
-                transport.close();
-                conmade.cancel();
-                resume.cancel();
-                return Err(e);
+            let mut guard = AbortUnlessDone(Some(transport.clone()));
+            let outcome = waiter.await;
+            guard.0 = None;
+            drop(layer);
+            match outcome {
+                Ok(t) => Ok(t as Rc<dyn Transport>),
+                Err(e) => {
+                    transport.close();
+                    conmade.cancel();
+                    resume.cancel();
+                    Err(e)
+                }
             }
-            layer
-                .app_transport()
-                .map(|t| t as Rc<dyn Transport>)
-                .ok_or_else(|| Error::os_subclass("ConnectionResetError", "Connection lost"))
         })
     }
 }
