@@ -1078,3 +1078,137 @@ fn test_connect_accepted_socket_tls() {
         Ok(())
     });
 }
+
+#[test]
+fn test_alpn_and_versions() {
+    let pki = pki();
+    let server_ctx = pki.server();
+    server_ctx.set_alpn_protocols(&["h2", "http/1.1"]);
+    let client_ctx = pki.client();
+    client_ctx.set_alpn_protocols(&["http/1.1"]);
+    client_ctx.set_maximum_version(ssl::TlsVersion::Tlsv1_2);
+    assert_eq!(client_ctx.maximum_version(), ssl::TlsVersion::Tlsv1_2);
+    on_loop(move |_| async move {
+        let server = echo_server(&server_ctx).await?;
+        let (reader, writer) = open_connection("127.0.0.1", port_of(&server))
+            .ssl(&client_ctx)
+            .server_hostname("localhost")
+            .await?;
+        let info = writer.get_extra_info("ssl_object");
+        let obj = info.as_ref().and_then(|i| i.as_ssl_object()).unwrap();
+        assert_eq!(obj.selected_alpn_protocol(), Some("http/1.1"));
+        assert_eq!(obj.version(), Some("TLSv1.2"));
+        assert_eq!(obj.cipher().unwrap().version, "TLSv1.2");
+        writer.write(b"v12\n")?;
+        assert_eq!(reader.readline().await?, b"v12\n");
+        writer.close();
+        writer.wait_closed().await?;
+        server.close();
+        server.wait_closed().await
+    });
+}
+
+#[test]
+fn test_ready_rustls_config() {
+    let pki = pki();
+    let server_ctx = pki.server();
+    // Everything rustls offers: a ClientConfig made by hand.
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read(&pki.ca).unwrap();
+    use rustls::pki_types::pem::PemObject;
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(&ca) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let client_ctx = SslContext::from_client_config(std::sync::Arc::new(config));
+    on_loop(move |_| async move {
+        let server = echo_server(&server_ctx).await?;
+        let (reader, writer) = open_connection("127.0.0.1", port_of(&server))
+            .ssl(&client_ctx)
+            .server_hostname("localhost")
+            .await?;
+        writer.write(b"hand-made\n")?;
+        assert_eq!(reader.readline().await?, b"hand-made\n");
+        writer.close();
+        writer.wait_closed().await?;
+        server.close();
+        server.wait_closed().await
+    });
+}
+
+/// A peer that never answers close_notify: `close()` gives up after the
+/// shutdown timeout, and the protocol hears `TimeoutError`.
+#[test]
+fn test_shutdown_timeout() {
+    let pki = pki();
+    let server_ctx = pki.server();
+    let ca = std::fs::read(&pki.ca).unwrap();
+    on_loop(move |loop_| async move {
+        let made: Rc<RefCell<Option<Rc<Recorder>>>> = Rc::new(RefCell::new(None));
+        let (m, l) = (made.clone(), loop_.clone());
+        let server = loop_
+            .create_server(move || {
+                let r = Rc::new(Recorder::new(&l));
+                *m.borrow_mut() = Some(r.clone());
+                r
+            })
+            .host("127.0.0.1")
+            .port(0)
+            .ssl(&server_ctx)
+            .ssl_shutdown_timeout(0.2)
+            .await?;
+        let port = port_of(&server);
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        // A blocking rustls client: handshakes, sends a line, then goes quiet.
+        let peer = std::thread::spawn(move || {
+            use rustls::pki_types::pem::PemObject;
+            let mut roots = rustls::RootCertStore::empty();
+            for c in rustls::pki_types::CertificateDer::pem_slice_iter(&ca) {
+                roots.add(c.unwrap()).unwrap();
+            }
+            let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            let conn = rustls::ClientConnection::new(
+                std::sync::Arc::new(config),
+                "localhost".try_into().unwrap(),
+            )
+            .unwrap();
+            let sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, sock);
+            tls.write_all(b"hi").unwrap();
+            tls.flush().unwrap();
+            // Keep the socket open, reading nothing, until told.
+            let _ = stop_rx.recv();
+        });
+        while made
+            .borrow()
+            .as_ref()
+            .is_none_or(|r| r.data.borrow().len() < 2)
+        {
+            asyncio::sleep(0.005).await?;
+        }
+        let server_side = made.borrow().clone().unwrap();
+        let t = server_side.transport.borrow().clone().unwrap();
+        let started = loop_.time();
+        t.close();
+        server_side.lost().await?;
+        assert!(loop_.time() - started >= 0.2);
+        assert_eq!(
+            server_side.events.borrow().last().unwrap(),
+            "lost TimeoutError: SSL shutdown timed out"
+        );
+        stop_tx.send(()).unwrap();
+        peer.join().unwrap();
+        server.close();
+        server.wait_closed().await
+    });
+}
