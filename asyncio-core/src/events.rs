@@ -495,7 +495,28 @@ pub trait AbstractEventLoop: 'static {
 // ===== the running loop =====
 
 thread_local! {
-    static RUNNING_LOOP: RefCell<Option<EventLoop>> = const { RefCell::new(None) };
+    static RUNNING_LOOP: RefCell<Option<RunningLoop>> = const { RefCell::new(None) };
+    /// The running loop's core, for the wake path: a plain pointer (no
+    /// lazy-destructor check on every wake), non-null only while
+    /// `RUNNING_LOOP` holds that loop.
+    static RUNNING_INNER: Cell<*const LoopInner> = const { Cell::new(std::ptr::null()) };
+}
+
+/// The running loop as `RUNNING_LOOP` holds it: when it is dropped (the
+/// thread ends) it clears `RUNNING_INNER`; a loop taken out first does not.
+struct RunningLoop(Option<EventLoop>);
+
+impl Drop for RunningLoop {
+    fn drop(&mut self) {
+        if let Some(l) = &self.0 {
+            let me = Rc::as_ptr(&l.inner);
+            let _ = RUNNING_INNER.try_with(|c| {
+                if c.get() == me {
+                    c.set(std::ptr::null());
+                }
+            });
+        }
+    }
 }
 
 /// Returns the event loop running in this thread.
@@ -508,21 +529,39 @@ pub fn get_running_loop() -> Result<EventLoop> {
 
 /// The running loop of this thread, or `None` (`asyncio._get_running_loop()`).
 pub fn _get_running_loop() -> Option<EventLoop> {
-    RUNNING_LOOP.with(|r| r.borrow().clone())
+    RUNNING_LOOP.with(|r| r.borrow().as_ref().and_then(|w| w.0.clone()))
 }
 
 /// Sets the running loop of this thread (`asyncio._set_running_loop()`);
 /// returns the previous one. Used by loop implementations.
 pub fn _set_running_loop(loop_: Option<EventLoop>) -> Option<EventLoop> {
-    RUNNING_LOOP.with(|r| std::mem::replace(&mut *r.borrow_mut(), loop_))
+    RUNNING_LOOP.with(|r| {
+        let inner = loop_
+            .as_ref()
+            .map_or(std::ptr::null(), |l| Rc::as_ptr(&l.inner));
+        let old = std::mem::replace(&mut *r.borrow_mut(), loop_.map(|l| RunningLoop(Some(l))));
+        RUNNING_INNER.with(|c| c.set(inner));
+        old.and_then(|mut w| w.0.take())
+    })
 }
 
 /// Calls `f` with the loop running in this thread, if any, without cloning it.
 pub(crate) fn with_running_loop<R>(f: impl FnOnce(Option<&Rc<LoopInner>>) -> R) -> R {
     RUNNING_LOOP.with(|r| {
         let guard = r.borrow();
-        f(guard.as_ref().map(|l| &l.inner))
+        f(guard.as_ref().and_then(|w| w.0.as_ref()).map(|l| &l.inner))
     })
+}
+
+/// [`with_running_loop`] for the wake path: the loop's core by reference.
+/// `f` must not change the running loop.
+pub(crate) fn with_running_inner<R>(f: impl FnOnce(Option<&LoopInner>) -> R) -> R {
+    let inner = RUNNING_INNER.with(Cell::get);
+    // SAFETY: the pointer is non-null only while `RUNNING_LOOP` holds an
+    // `Rc` of that `LoopInner` (it is replaced together with it, and cleared
+    // when that value is dropped), so the allocation is alive for this
+    // shared borrow, which `f` cannot outlive.
+    f(unsafe { inner.as_ref() })
 }
 
 // ===== policies =====

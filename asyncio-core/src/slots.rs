@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{RawWaker, RawWakerVTable, Waker};
 
 use crate::base_events::{LoopInner, LoopShared};
-use crate::events::with_running_loop;
+use crate::events::with_running_inner;
 
 /// Something the loop runs when its waker fires: a task step, a transport's
 /// readiness handler, a listening socket's accept loop.
@@ -327,7 +327,7 @@ fn thread_loop_by_tag(tag: LoopTag) -> Option<Rc<LoopInner>> {
 
 /// Schedules the object at `key` of the loop tagged `tag`.
 pub(crate) fn schedule(tag: LoopTag, key: SlotKey) {
-    let local = with_running_loop(|running| match running {
+    let local = with_running_inner(|running| match running {
         Some(inner) if inner.tag == tag => {
             inner.schedule_slot(key);
             true

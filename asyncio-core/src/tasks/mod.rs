@@ -36,33 +36,56 @@ static TASK_NAME_COUNTER: AtomicU64 = AtomicU64::new(1);
 
 // ===== current task =====
 
+/// The task whose step runs on this thread, as plain pointers (reading
+/// them costs no lazy-destructor check: every await reads them): the `Rc`
+/// that [`CurrentTaskGuard`] borrows for the step, and that task's state
+/// and loop, for the await points' checks without dynamic calls.
+#[derive(Clone, Copy)]
+struct Current {
+    task: *const Rc<dyn FutureObj>,
+    state: *const TaskState,
+    loop_: *const LoopInner,
+}
+
+const NO_TASK: Current = Current {
+    task: std::ptr::null::<Rc<dyn FutureObj>>(),
+    state: std::ptr::null(),
+    loop_: std::ptr::null(),
+};
+
 thread_local! {
-    /// The task whose step runs on this thread: the address of the `Rc`
-    /// that [`CurrentTaskGuard`] holds for the step (a plain pointer, so
-    /// that reading it costs no lazy-destructor check: every await reads it).
-    static CURRENT_TASK: Cell<*const Rc<dyn FutureObj>> = const { Cell::new(std::ptr::null()) };
+    static CURRENT_TASK: Cell<Current> = const { Cell::new(NO_TASK) };
 }
 
 /// Calls `f` with the task whose step is running on this thread, if any.
 pub(crate) fn with_current_task<R>(f: impl FnOnce(Option<&Rc<dyn FutureObj>>) -> R) -> R {
     let current = CURRENT_TASK.with(Cell::get);
-    // SAFETY: the pointer is non-null only while a `CurrentTaskGuard` lives,
-    // and then points to the `Rc` the guard borrows, which cannot move or be
-    // dropped before the guard's drop has restored the previous pointer
-    // (guards nest: a step that runs an eager task's step inside restores
-    // that task's pointer first).
-    f(unsafe { current.as_ref() })
+    // SAFETY: the pointers are non-null only while a `CurrentTaskGuard`
+    // lives, and then point to the `Rc` the guard borrows (and into the task
+    // and loop it keeps alive), which cannot move or be dropped before the
+    // guard's drop has restored the previous pointers (guards nest: a step
+    // that runs an eager task's step inside restores that task's first).
+    f(unsafe { current.task.as_ref() })
 }
 
 /// Makes a task the current one for the duration of a step.
 struct CurrentTaskGuard<'a> {
     task: std::marker::PhantomData<&'a Rc<dyn FutureObj>>,
-    previous: *const Rc<dyn FutureObj>,
+    previous: Current,
 }
 
 impl<'a> CurrentTaskGuard<'a> {
-    fn enter(task: &'a Rc<dyn FutureObj>) -> CurrentTaskGuard<'a> {
-        let previous = CURRENT_TASK.with(|c| c.replace(task as *const Rc<dyn FutureObj>));
+    fn enter(
+        task: &'a Rc<dyn FutureObj>,
+        state: &'a TaskState,
+        loop_: &'a Rc<LoopInner>,
+    ) -> CurrentTaskGuard<'a> {
+        let now = Current {
+            task: task as *const Rc<dyn FutureObj>,
+            state: state as *const TaskState,
+            loop_: Rc::as_ptr(loop_),
+        };
+        let previous = CURRENT_TASK.with(|c| c.replace(now));
         CurrentTaskGuard {
             task: std::marker::PhantomData,
             previous,
@@ -225,7 +248,7 @@ where
         task.stepping.set(true);
         let current: Rc<dyn FutureObj> = self.clone();
         let polled = {
-            let _current = CurrentTaskGuard::enter(&current);
+            let _current = CurrentTaskGuard::enter(&current, task, &self.core.loop_);
             let Ok(mut slot) = self.ext.coro.try_borrow_mut() else {
                 task.stepping.set(false);
                 return;
@@ -996,25 +1019,36 @@ impl<F: std::future::Future> std::future::Future for Cancellable<F> {
 /// CPython's `RuntimeError` when the task does not belong to `loop_` (when
 /// given), else the task's pending cancellation (clearing the request).
 pub(crate) fn await_point_error(loop_: Option<&EventLoop>) -> Option<Error> {
-    with_current_task(|task_obj| {
-        let task_obj = task_obj?;
-        if let Some(loop_) = loop_ {
-            if !Rc::ptr_eq(task_obj.loop_inner(), &loop_.inner) {
-                return Some(Error::runtime(format!(
-                    "Task {} got Future <Future pending> attached to a different loop",
-                    task_obj.repr()
-                )));
-            }
+    let current = CURRENT_TASK.with(Cell::get);
+    if current.task.is_null() {
+        return None;
+    }
+    // SAFETY: as in `with_current_task`: set together, valid while the
+    // current step's guard lives, which outlives this call.
+    let (state, inner) = unsafe { (&*current.state, &*current.loop_) };
+    if let Some(loop_) = loop_ {
+        if !std::ptr::eq(inner, Rc::as_ptr(&loop_.inner)) {
+            return with_current_task(|task_obj| {
+                task_obj.map(|t| {
+                    Error::runtime(format!(
+                        "Task {} got Future <Future pending> attached to a different loop",
+                        t.repr()
+                    ))
+                })
+            });
         }
-        take_cancel_of(task_obj)
-    })
+    }
+    if !state.must_cancel.get() {
+        return None;
+    }
+    with_current_task(|task_obj| take_cancel_of(task_obj?))
 }
 
 /// The cancellation requested for the current task and not delivered yet,
 /// as the `CancelledError` an await point raises (clearing the request);
 /// `None` outside a task or when none is pending.
 pub(crate) fn take_pending_cancel() -> Option<Error> {
-    with_current_task(|task_obj| take_cancel_of(task_obj?))
+    await_point_error(None)
 }
 
 fn take_cancel_of(task_obj: &Rc<dyn FutureObj>) -> Option<Error> {
