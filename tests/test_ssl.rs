@@ -1212,3 +1212,43 @@ fn test_shutdown_timeout() {
         server.wait_closed().await
     });
 }
+
+/// The client starts its handshake right behind its STARTTLS line, before
+/// any answer: the ClientHello the server's reader already buffered is not
+/// lost, it starts the server's TLS stream.
+#[test]
+fn test_start_tls_keeps_buffered_bytes() {
+    let pki = pki();
+    let (server_ctx, client_ctx) = (pki.server(), pki.client());
+    on_loop(move |_| async move {
+        let server = start_server(
+            move |reader: asyncio::StreamReader, writer: asyncio::StreamWriter| {
+                let ctx = server_ctx.clone();
+                async move {
+                    assert_eq!(reader.readline().await?, b"STARTTLS\n");
+                    // Let the ClientHello arrive in the reader's buffer.
+                    while reader.buffered() == 0 {
+                        asyncio::sleep(0.001).await?;
+                    }
+                    writer.start_tls(&ctx, None).await?;
+                    let line = reader.readline().await?;
+                    writer.write(&line)?;
+                    writer.drain().await?;
+                    writer.close();
+                    Ok(())
+                }
+            },
+            "127.0.0.1",
+            0,
+        )
+        .await?;
+        let (reader, writer) = open_connection("127.0.0.1", port_of(&server)).await?;
+        writer.write(b"STARTTLS\n")?;
+        writer.start_tls(&client_ctx, Some("localhost")).await?;
+        writer.write(b"right away\n")?;
+        assert_eq!(reader.readline().await?, b"right away\n");
+        writer.close();
+        server.close();
+        server.wait_closed().await
+    });
+}
