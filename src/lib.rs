@@ -68,6 +68,34 @@ pub use asyncio_core::{ssl, sslproto};
 pub use asyncio_core::{streams, subprocess};
 pub use asyncio_macros::{main, test};
 
+/// Test helpers: a virtual clock for programs full of sleeps and timeouts.
+///
+/// ```
+/// #[asyncio::test(virtual_time)]
+/// async fn an_hour_in_no_time() -> asyncio::Result<()> {
+///     let loop_ = asyncio::get_running_loop()?;
+///     let start = loop_.time();
+///     asyncio::sleep(3600.0).await?;
+///     assert_eq!(loop_.time() - start, 3600.0);
+///     Ok(())
+/// }
+/// # an_hour_in_no_time();
+/// ```
+pub mod testing {
+    pub use asyncio_core::testing::{use_virtual_time, VirtualClock};
+
+    /// A new loop (the Tokio one) on virtual time that jumps to the next
+    /// timer as soon as it is idle: the loop of
+    /// `#[asyncio::test(virtual_time)]` and `#[asyncio::main(virtual_time)]`.
+    ///
+    /// Errors: those of [`new_event_loop`](crate::new_event_loop).
+    pub fn new_virtual_time_loop() -> crate::Result<crate::EventLoop> {
+        let loop_ = crate::new_event_loop()?;
+        use_virtual_time(&loop_, Some(0.0))?;
+        Ok(loop_)
+    }
+}
+
 /// Signal numbers for [`EventLoop::add_signal_handler`] and
 /// [`SubprocessTransport::send_signal`], named as in Python's `signal`
 /// module (`asyncio::signal::SIGTERM`).

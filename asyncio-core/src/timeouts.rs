@@ -98,7 +98,10 @@ impl TimeoutArg for Option<f64> {
 pub fn timeout(delay: impl TimeoutArg) -> Timeout {
     match delay.limit() {
         None => Timeout::new(None),
-        Some(d) => Timeout::new(Some(monotonic() + d)),
+        Some(d) => {
+            let now = crate::events::_get_running_loop().map_or_else(monotonic, |l| l.time());
+            Timeout::new(Some(now + d))
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use syn::{ItemFn, LitBool, Path, ReturnType, Token};
 struct Options {
     debug: Option<bool>,
     loop_factory: Option<Path>,
+    virtual_time: bool,
     krate: Path,
 }
 
@@ -53,6 +54,14 @@ fn parse_options(args: TokenStream2) -> syn::Result<Options> {
             let input = option_value(&meta, LOOP_FACTORY_EXPECTS)?;
             options.loop_factory = Some(parse_value(input, LOOP_FACTORY_EXPECTS, |i| i.parse())?);
             Ok(())
+        } else if meta.path.is_ident("virtual_time") {
+            if !meta.input.is_empty() && !meta.input.peek(syn::Token![,]) {
+                return Err(
+                    meta.error("`virtual_time` takes no value: `#[asyncio::test(virtual_time)]`")
+                );
+            }
+            options.virtual_time = true;
+            Ok(())
         } else if meta.path.is_ident("crate") {
             let input = option_value(&meta, CRATE_EXPECTS)?;
             let value: syn::LitStr = parse_value(input, CRATE_EXPECTS, |i| i.parse())?;
@@ -61,11 +70,17 @@ fn parse_options(args: TokenStream2) -> syn::Result<Options> {
         } else {
             let name = meta.path.to_token_stream().to_string().replace(' ', "");
             Err(meta.error(format!(
-                "unknown option `{name}`, expected one of: `debug`, `loop_factory`, `crate`"
+                "unknown option `{name}`, expected one of: `debug`, `loop_factory`, `virtual_time`, `crate`"
             )))
         }
     });
     parser.parse2(args)?;
+    if options.virtual_time && options.loop_factory.is_some() {
+        return Err(syn::Error::new(
+            proc_macro2::Span::call_site(),
+            "`virtual_time` and `loop_factory` cannot be combined",
+        ));
+    }
     Ok(options)
 }
 
@@ -73,6 +88,7 @@ fn default_options() -> Options {
     Options {
         debug: None,
         loop_factory: None,
+        virtual_time: false,
         krate: syn::parse_quote!(::asyncio),
     }
 }
@@ -131,6 +147,9 @@ fn generate(function: &ItemFn, options: &Options, is_test: bool) -> TokenStream2
     if let Some(factory) = &options.loop_factory {
         runner = quote!(#runner.loop_factory(#factory));
     }
+    if options.virtual_time {
+        runner = quote!(#runner.loop_factory(#krate::testing::new_virtual_time_loop));
+    }
 
     let attrs = &function.attrs;
     let vis = &function.vis;
@@ -181,7 +200,9 @@ fn with_error(item: TokenStream2, error: syn::Error) -> TokenStream2 {
 /// event loop like `asyncio.run(main())`, which is then shut down and closed.
 ///
 /// Options: `debug = true` (the loop's debug mode), `loop_factory = path`
-/// (a `fn() -> asyncio::Result<EventLoop>` making the loop), and
+/// (a `fn() -> asyncio::Result<EventLoop>` making the loop), `virtual_time`
+/// (the loop of `asyncio::testing::new_virtual_time_loop`: `sleep(3600)`
+/// returns at once, `loop.time()` advances by exactly what was slept), and
 /// `crate = "path"` (where the `asyncio` crate is, if renamed).
 ///
 /// ```ignore

@@ -196,6 +196,18 @@ pub(crate) struct LoopInner {
     handler_depth: Cell<u32>,
     /// The last owning handle was dropped while the loop ran.
     close_when_stopped: Cell<bool>,
+    /// Virtual time (see [`crate::testing::use_virtual_time`]): the clock's
+    /// value, or `None` on the monotonic clock.
+    pub(crate) virtual_now: Cell<Option<f64>>,
+    /// Under virtual time: how long (real seconds) the loop must have been
+    /// idle before the clock jumps to the next timer; `None`: only
+    /// `advance()` moves it.
+    pub(crate) autojump: Cell<Option<f64>>,
+    /// When the loop, under virtual time, last found itself idle.
+    idle_since: Cell<Option<std::time::Instant>>,
+    /// `run_in_executor` jobs not finished yet (the clock does not jump
+    /// while one may still complete).
+    executor_jobs: Rc<Cell<usize>>,
 }
 
 /// An asyncio event loop (Python's `asyncio.AbstractEventLoop` as users see it).
@@ -319,6 +331,10 @@ impl EventLoop {
                 has_escaping: Cell::new(false),
                 handler_depth: Cell::new(0),
                 close_when_stopped: Cell::new(false),
+                virtual_now: Cell::new(None),
+                autojump: Cell::new(None),
+                idle_since: Cell::new(None),
+                executor_jobs: Rc::new(Cell::new(0)),
             }),
         };
         crate::slots::register_thread_loop(id, tag, Rc::downgrade(&loop_.inner));
@@ -754,9 +770,10 @@ impl EventLoop {
         }
     }
 
-    /// The loop's clock: seconds (as `f64`) on a monotonic clock.
+    /// The loop's clock: seconds (as `f64`) on a monotonic clock — or on
+    /// the loop's virtual clock (see [`crate::testing::use_virtual_time`]).
     pub fn time(&self) -> f64 {
-        events::monotonic()
+        self.inner.now()
     }
 
     /// A `Send + Sync` handle through which other threads schedule work on
@@ -818,6 +835,12 @@ impl EventLoop {
             let outcome = catch_unwind(AssertUnwindSafe(func)).map_err(|p| Error::panic(&*p));
             completer.complete(outcome);
         }))?;
+        if self.inner.virtual_now.get().is_some() {
+            // Virtual time waits for the job before jumping ahead.
+            let jobs = self.inner.executor_jobs.clone();
+            jobs.set(jobs.get() + 1);
+            fut.add_done_callback(move |_| jobs.set(jobs.get().saturating_sub(1)));
+        }
         Ok(fut)
     }
 
@@ -1004,7 +1027,7 @@ impl LoopInner {
 
     /// Wakes the driver when work arrives while it is not being polled
     /// (from a Tokio task or callback of the same thread).
-    fn wake_driver_if_idle(&self) {
+    pub(crate) fn wake_driver_if_idle(&self) {
         if self.running.get() && !self.polling.get() {
             if let Some(w) = self.driver_waker.borrow().as_ref() {
                 w.wake_by_ref();
@@ -1156,12 +1179,15 @@ impl LoopInner {
             self.purge_timers();
             if self.ready.borrow().is_empty() && !self.stopping.get() {
                 let next = self.scheduled.borrow().peek().map(|h| h.cell.when.get());
-                let wait = match next {
-                    Some(when) => self
+                let wait = match (next, self.virtual_now.get()) {
+                    (Some(when), None) => self
                         .backend
                         .poll_deadline(events::instant_at(when), cx)
                         .is_pending(),
-                    None => true,
+                    (Some(when), Some(now)) => {
+                        when > now + CLOCK_RESOLUTION && !self.virtual_jump(when, cx)
+                    }
+                    (None, _) => true,
                 };
                 if wait {
                     // A wake from another thread may have landed after the
@@ -1191,12 +1217,59 @@ impl LoopInner {
         outcome
     }
 
+    /// `true` while timers are scheduled.
+    pub(crate) fn has_timers(&self) -> bool {
+        !self.scheduled.borrow().is_empty()
+    }
+
+    /// `loop.time()`.
+    pub(crate) fn now(&self) -> f64 {
+        match self.virtual_now.get() {
+            Some(now) => now,
+            None => events::monotonic(),
+        }
+    }
+
+    /// Under virtual time, with nothing ready and the next timer at
+    /// `when`: `true` once the clock jumped there. The jump waits until the
+    /// loop has been idle for the autojump threshold (real time), having
+    /// let the runtime poll for I/O at least once, and while no executor
+    /// job is running — so an I/O answer that is already on its way wins
+    /// over a timeout.
+    fn virtual_jump(&self, when: f64, cx: &mut Context<'_>) -> bool {
+        let Some(threshold) = self.autojump.get() else {
+            return false;
+        };
+        if self.executor_jobs.get() > 0 {
+            self.idle_since.set(None);
+            return false;
+        }
+        let Some(since) = self.idle_since.get() else {
+            self.idle_since.set(Some(std::time::Instant::now()));
+            // Poll the reactor once (a zero-timeout park) before jumping.
+            cx.waker().wake_by_ref();
+            return false;
+        };
+        if threshold > 0.0
+            && self
+                .backend
+                .poll_deadline(since + std::time::Duration::from_secs_f64(threshold), cx)
+                .is_pending()
+        {
+            return false;
+        }
+        self.idle_since.set(None);
+        self.virtual_now.set(Some(when));
+        true
+    }
+
     fn run_timers(&self) {
+        self.idle_since.set(None);
         let mut heap = self.scheduled.borrow_mut();
         if heap.is_empty() {
             return;
         }
-        let end_time = events::monotonic() + CLOCK_RESOLUTION;
+        let end_time = self.now() + CLOCK_RESOLUTION;
         let mut ready = self.ready.borrow_mut();
         heap.drain_due(end_time, |handle| {
             handle.cell.scheduled.set(false);
