@@ -27,6 +27,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 pub mod events;
+mod per_core;
 pub mod runners;
 
 pub use asyncio_core::protocols::{
@@ -107,6 +108,7 @@ pub use events::{
     get_event_loop, get_event_loop_policy, new_event_loop, set_event_loop, set_event_loop_policy,
     DefaultEventLoopPolicy,
 };
+pub use per_core::run_per_core;
 pub use runners::{run, run_with, RunOptions, Runner};
 
 /// Names every asyncio program uses: `use asyncio::prelude::*;`.

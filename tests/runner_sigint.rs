@@ -139,8 +139,42 @@ fn other_threads_do_not_install() {
     .unwrap();
 }
 
+/// `run_per_core`: Ctrl-C cancels the first loop's main, which stops the
+/// other loops; the call gives `KeyboardInterrupt`.
+fn ctrl_c_stops_every_loop() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let started = Arc::new(AtomicUsize::new(0));
+    let cancelled = Arc::new(AtomicUsize::new(0));
+    let (s, c) = (started.clone(), cancelled.clone());
+    let out = asyncio::run_per_core(3, move |index| {
+        let (started, cancelled) = (s.clone(), c.clone());
+        async move {
+            if index == 0 {
+                while started.load(Ordering::SeqCst) < 2 {
+                    asyncio::sleep(0.005).await?;
+                }
+                raise(SIGINT);
+            } else {
+                started.fetch_add(1, Ordering::SeqCst);
+            }
+            match asyncio::sleep(30.0).await {
+                Err(e) if e.is_cancelled() => {
+                    cancelled.fetch_add(1, Ordering::SeqCst);
+                    Err(e)
+                }
+                other => other,
+            }
+        }
+    });
+    assert_eq!(out.unwrap_err().kind(), ErrorKind::KeyboardInterrupt);
+    assert_eq!(cancelled.load(Ordering::SeqCst), 3);
+    assert_eq!(disposition(SIGINT), libc::SIG_DFL);
+}
+
 fn main() {
-    let tests: [(&str, fn()); 6] = [
+    let tests: [(&str, fn()); 7] = [
+        ("ctrl_c_stops_every_loop", ctrl_c_stops_every_loop),
         (
             "first_ctrl_c_cancels_the_main_task",
             first_ctrl_c_cancels_the_main_task,
