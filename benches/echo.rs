@@ -95,6 +95,107 @@ fn serve_asyncio() -> asyncio::Result<()> {
     })
 }
 
+/// Connections accepted by each loop of the per-core server.
+static PER_LOOP: [std::sync::atomic::AtomicUsize; 8] =
+    [const { std::sync::atomic::AtomicUsize::new(0) }; 8];
+
+/// The echo protocol of the per-core server: counts its loop's
+/// connections, and answers `STATS\n` (as a first message) with them.
+struct CountingEcho {
+    index: usize,
+    transport: OnceCell<Rc<dyn Transport>>,
+}
+
+impl BaseProtocol for CountingEcho {}
+
+impl Protocol for CountingEcho {
+    fn connection_made(self: &Rc<Self>, transport: Rc<dyn Transport>) -> asyncio::Result<()> {
+        PER_LOOP[self.index].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.transport.set(transport);
+        Ok(())
+    }
+
+    fn data_received(self: &Rc<Self>, data: &[u8]) -> asyncio::Result<()> {
+        let Some(t) = self.transport.get() else {
+            return Ok(());
+        };
+        if data == b"STATS\n" {
+            let counts: Vec<String> = PER_LOOP
+                .iter()
+                .map(|c| c.load(std::sync::atomic::Ordering::Relaxed).to_string())
+                .collect();
+            return t.write(format!("{}\n", counts.join(" ")).as_bytes());
+        }
+        t.write(data)
+    }
+}
+
+/// The protocol echo server on `n` loops (`asyncio::run_per_core`), all
+/// bound to one port with `reuse_port`.
+fn serve_per_core(n: usize) -> asyncio::Result<()> {
+    use std::sync::{Arc, Condvar, Mutex};
+    let port: Arc<(Mutex<Option<u16>>, Condvar)> = Arc::new((Mutex::new(None), Condvar::new()));
+    let listening = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    asyncio::run_per_core(n, move |index| {
+        let (port, listening) = (port.clone(), listening.clone());
+        async move {
+            let wanted = if index == 0 {
+                0
+            } else {
+                let port = port.clone();
+                asyncio::to_thread(move || {
+                    let (lock, ready) = &*port;
+                    let mut p = lock.lock().unwrap();
+                    while p.is_none() {
+                        p = ready.wait(p).unwrap();
+                    }
+                    p.unwrap()
+                })?
+                .await?
+            };
+            let loop_ = asyncio::get_running_loop()?;
+            let server = loop_
+                .create_server(move || CountingEcho {
+                    index,
+                    transport: OnceCell::new(),
+                })
+                .host("127.0.0.1")
+                .port(wanted)
+                .reuse_port(true)
+                .await?;
+            if index == 0 {
+                let bound = server.sockets()[0]
+                    .getsockname()
+                    .and_then(|a| a.port())
+                    .unwrap_or(0);
+                let (lock, ready) = &*port;
+                *lock.lock().unwrap() = Some(bound);
+                ready.notify_all();
+            }
+            if listening.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == n {
+                let p = port.0.lock().unwrap().unwrap_or(0);
+                println!("{p}");
+                std::io::stdout().flush()?;
+            }
+            server.serve_forever().await
+        }
+    })
+    .map(|_| ())
+}
+
+/// Asks a per-core server how many connections each loop accepted.
+fn per_loop_counts(port: u16, n: usize) -> Option<Vec<usize>> {
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    c.write_all(b"STATS\n").ok()?;
+    let mut line = String::new();
+    BufReader::new(c).read_line(&mut line).ok()?;
+    let counts: Vec<usize> = line
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    Some(counts.into_iter().take(n).collect())
+}
+
 fn serve_tokio() -> std::io::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -301,9 +402,13 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("--server") => {
             let streams = args.get(2).map(String::as_str) == Some("streams");
+            let per_core = args.get(2).map(String::as_str) == Some("percore");
             let result = match args.get(1).map(String::as_str) {
                 Some("tokio") => serve_tokio().map_err(asyncio::Error::from),
                 _ if streams => serve_asyncio_streams(),
+                _ if per_core => {
+                    serve_per_core(args.get(3).and_then(|n| n.parse().ok()).unwrap_or(1))
+                }
                 _ => serve_asyncio(),
             };
             if let Err(e) = result {
@@ -451,6 +556,38 @@ fn main() {
                 harness::cell(*instr),
                 harness::ratio(*instr, tokio.as_ref().and_then(|t| t.2)),
                 harness::ratio(*instr, uvloop),
+            );
+        }
+    }
+
+    if parts.contains("percore") {
+        println!("\n### One loop per core (`asyncio::run_per_core` + `reuse_port`), 1 KiB × 100 connections\n");
+        println!("| loops | requests/s | vs 1 loop | connections per loop |");
+        println!("|---:|---:|---:|---|");
+        let mut one = None;
+        for n in [1usize, 2] {
+            // Not pinned: the loops may use both cores (the load generator
+            // runs on core 1 too).
+            let n_arg = n.to_string();
+            let Some(server) = Kind::Asyncio.start(&[], "echo_server.py", &["percore", &n_arg])
+            else {
+                println!("| {n} | — | — | — |");
+                continue;
+            };
+            let _ = load(server.port, 1024, 100, -2000.0);
+            let r = (0..3)
+                .filter_map(|_| load(server.port, 1024, 100, seconds))
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+            let spread =
+                per_loop_counts(server.port, n).map_or("—".to_owned(), |c| format!("{c:?}"));
+            let rps = r.map(|r| r.0);
+            if n == 1 {
+                one = rps;
+            }
+            println!(
+                "| {n} | {} | {} | {spread} |",
+                harness::cell(rps),
+                harness::ratio(rps, one)
             );
         }
     }

@@ -618,3 +618,47 @@ async def main():
     await w.wait_closed()
 asyncio.run(main())
 "#;
+
+#[test]
+fn echo_per_core_serves_one_port_from_two_loops() {
+    use std::io::Write;
+    // A free port (every loop binds this one with reuse_port).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = example("echo_per_core")
+        .args([format!("127.0.0.1:{port}"), "2".to_owned()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn server");
+    let mut stdout = BufReader::new(server.stdout.take().expect("stdout"));
+    let mut serving = Vec::new();
+    while serving.len() < 2 {
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("line");
+        if line.contains("serving on") {
+            serving.push(line);
+        }
+    }
+    serving.sort();
+    assert!(
+        serving[0].starts_with("loop 0: serving on ('127.0.0.1', "),
+        "{serving:?}"
+    );
+    assert!(
+        serving[1].starts_with("loop 1: serving on ('127.0.0.1', "),
+        "{serving:?}"
+    );
+    for _ in 0..50 {
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        conn.write_all(b"ping").expect("write");
+        let mut back = [0; 4];
+        conn.read_exact(&mut back).expect("echo");
+        assert_eq!(&back, b"ping");
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+}
