@@ -71,16 +71,23 @@ pub use asyncio_macros::{main, test};
 
 /// Test helpers: a virtual clock for programs full of sleeps and timeouts.
 ///
+/// In tests, `#[asyncio::test(virtual_time)]`; by hand:
+///
 /// ```
-/// #[asyncio::test(virtual_time)]
-/// async fn an_hour_in_no_time() -> asyncio::Result<()> {
-///     let loop_ = asyncio::get_running_loop()?;
-///     let start = loop_.time();
-///     asyncio::sleep(3600.0).await?;
-///     assert_eq!(loop_.time() - start, 3600.0);
-///     Ok(())
-/// }
-/// # an_hour_in_no_time();
+/// use asyncio::RunOptions;
+/// use asyncio::testing::new_virtual_time_loop;
+///
+/// let slept = asyncio::run_with(
+///     async {
+///         let loop_ = asyncio::get_running_loop()?;
+///         let start = loop_.time();
+///         asyncio::sleep(3600.0).await?; // an hour, at once
+///         Ok(loop_.time() - start)
+///     },
+///     RunOptions::new().loop_factory(new_virtual_time_loop),
+/// )?;
+/// assert_eq!(slept, 3600.0);
+/// # Ok::<(), asyncio::Error>(())
 /// ```
 pub mod testing {
     pub use asyncio_core::testing::{use_virtual_time, VirtualClock};
