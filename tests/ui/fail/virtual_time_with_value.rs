@@ -1,0 +1,6 @@
+#[asyncio::test(virtual_time = true)]
+async fn t() -> asyncio::Result<()> {
+    Ok(())
+}
+
+fn main() {}
