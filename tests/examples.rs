@@ -484,6 +484,54 @@ fn http_server_answers_pipelined_requests() {
 }
 
 #[test]
+fn hyper_server_and_client() {
+    let (mut server, port, _) = serving("hyper_server");
+    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    assert_eq!(
+        run("hyper_client", &[&url("/")]),
+        ["HTTP/1.1 200 OK", "Hello from hyper inside asyncio!"]
+    );
+    // The service awaited asyncio.sleep inside the connection's task.
+    let slept = run("hyper_client", &[&url("/sleep")]);
+    assert_eq!(slept.len(), 2, "{slept:?}");
+    assert_eq!(slept[0], "HTTP/1.1 200 OK");
+    assert!(
+        slept[1].starts_with("Slept 0.05 s in asyncio task Task-"),
+        "{slept:?}"
+    );
+    assert_eq!(
+        run("hyper_client", &[&url("/nope")]),
+        ["HTTP/1.1 404 Not Found", "Not Found"]
+    );
+    // curl, a client this project did not write, where it is installed:
+    // both paths on one kept-alive connection.
+    if Command::new("curl").arg("--version").output().is_ok() {
+        let out = Command::new("curl")
+            .args(["-s", "-v"])
+            .arg(url("/"))
+            .arg(url("/sleep"))
+            .output()
+            .expect("curl");
+        assert!(out.status.success(), "{out:?}");
+        let body = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = body.lines().collect();
+        assert_eq!(lines.len(), 2, "{body}");
+        assert_eq!(lines[0], "Hello from hyper inside asyncio!");
+        assert!(
+            lines[1].starts_with("Slept 0.05 s in asyncio task Task-"),
+            "{body}"
+        );
+        let verbose = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            verbose.contains("Re-using existing connection") || verbose.contains("left intact"),
+            "{verbose}"
+        );
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+#[test]
 fn chat_server_broadcasts_between_clients() {
     let (mut server, port, _) = serving("chat_server");
     // Two clients written in Python asyncio (streams), where CPython is
