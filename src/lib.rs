@@ -26,6 +26,8 @@
 
 #![warn(missing_docs, missing_debug_implementations)]
 
+#[doc(hidden)]
+pub mod __private;
 pub mod events;
 mod per_core;
 pub mod runners;

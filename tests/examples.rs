@@ -710,3 +710,33 @@ fn echo_per_core_serves_one_port_from_two_loops() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// Ctrl-C ends an `#[asyncio::main]` server as it ends a Python one: the
+/// main task is cancelled, `KeyboardInterrupt` is printed and the process
+/// dies of SIGINT.
+#[test]
+fn ctrl_c_ends_a_server_like_python() {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let mut cmd = example("streams_echo_server");
+    cmd.arg("127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: only resets SIGINT to its default in the child before exec
+    // (a background CI job may have it ignored, which the runner respects).
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let mut server = cmd.spawn().expect("spawn server");
+    let mut stdout = BufReader::new(server.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("Serving on ...");
+    assert!(first.starts_with("Serving on"), "{first:?}");
+    // SAFETY: sends SIGINT to the child we spawned.
+    assert_eq!(unsafe { libc::kill(server.id() as i32, libc::SIGINT) }, 0);
+    let out = finish(server, "streams_echo_server");
+    assert_eq!(out.status.signal(), Some(libc::SIGINT), "{:?}", out.status);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "KeyboardInterrupt\n");
+}

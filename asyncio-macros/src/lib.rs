@@ -166,13 +166,32 @@ fn generate(function: &ItemFn, options: &Options, is_test: bool) -> TokenStream2
         quote!()
     };
     let body_span = body.span();
+    // Ctrl-C makes `main` die of SIGINT after printing `KeyboardInterrupt`,
+    // as Python does; a test panics with it like with any error.
+    let interrupted = if is_test {
+        quote!()
+    } else {
+        quote! {
+            if let ::core::result::Result::Err(error) = &__asyncio_result {
+                if #krate::__private::is_interrupt(error) {
+                    #krate::__private::exit_interrupted();
+                }
+            }
+        }
+    };
     let run = quote_spanned! {body_span=>
         let __asyncio_body = async move #body;
         let mut __asyncio_runner = #runner;
         let __asyncio_result = __asyncio_runner.run(async move {
-            ::core::result::Result::Ok::<#output_type, #krate::Error>(__asyncio_body.await)
+            #[allow(unused_imports)]
+            use #krate::__private::{ErrorOutput as _, PlainOutput as _};
+            let mut __asyncio_slot = ::core::option::Option::Some(
+                #krate::__private::Output::<#output_type>(__asyncio_body.await),
+            );
+            (&mut &mut __asyncio_slot).into_task_result()
         });
         let __asyncio_closed = __asyncio_runner.close();
+        #interrupted
         match (__asyncio_result, __asyncio_closed) {
             (::core::result::Result::Ok(value), ::core::result::Result::Ok(())) => value,
             (::core::result::Result::Err(error), _) | (_, ::core::result::Result::Err(error)) => {
