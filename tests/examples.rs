@@ -740,3 +740,29 @@ fn ctrl_c_ends_a_server_like_python() {
     assert_eq!(out.status.signal(), Some(libc::SIGINT), "{:?}", out.status);
     assert_eq!(String::from_utf8_lossy(&out.stderr), "KeyboardInterrupt\n");
 }
+
+#[test]
+fn virtual_time_runs_an_hour_and_a_half_at_once() {
+    let lines = run("virtual_time", &[]);
+    assert_eq!(
+        lines[..12],
+        [
+            "    0.0 attempt 1 failed, retrying in 60 s",
+            "   60.0 attempt 2 failed, retrying in 120 s",
+            "  180.0 attempt 3 failed, retrying in 240 s",
+            "  420.0 attempt 4 failed, retrying in 480 s",
+            "  600.0 heartbeat",
+            " 1200.0 heartbeat",
+            " 1800.0 heartbeat",
+            " 2400.0 heartbeat",
+            " 3000.0 heartbeat",
+            " 3600.0 heartbeat",
+            " 4200.0 heartbeat",
+            " 4500.0 the slow call: TimeoutError",
+        ]
+    );
+    assert!(
+        lines[12].starts_with("virtual time 4500 s, real time under "),
+        "{lines:?}"
+    );
+}
