@@ -416,27 +416,11 @@ fn main() {
             };
             rows.push((kind, r, instr));
         }
-        let tokio = rows.iter().find(|r| r.0 == Kind::Tokio).cloned();
-        let uvloop = rows.iter().find(|r| r.0 == Kind::Uvloop).and_then(|r| r.2);
-        for (kind, r, instr) in &rows {
-            let name = match kind {
-                Kind::Tokio => "raw Tokio + tokio-rustls".to_owned(),
-                Kind::Asyncio => "asyncio-rs (rustls)".to_owned(),
-                k => format!("{} (OpenSSL)", k.name()),
-            };
-            let (rps, p50, p99) =
-                r.map_or((None, None, None), |r| (Some(r.0), Some(r.1), Some(r.2)));
-            println!(
-                "| {name} | {} | {} | {} | {} | {} | {} | {} |",
-                harness::cell(rps),
-                harness::cell(p50),
-                harness::cell(p99),
-                harness::ratio(rps, tokio.as_ref().and_then(|t| t.1.map(|x| x.0))),
-                harness::cell(*instr),
-                harness::ratio(*instr, tokio.as_ref().and_then(|t| t.2)),
-                harness::ratio(*instr, uvloop),
-            );
-        }
+        harness::print_peer_rows(&rows, |kind| match kind {
+            Kind::Tokio => "raw Tokio + tokio-rustls".to_owned(),
+            Kind::Asyncio => "asyncio-rs (rustls)".to_owned(),
+            k => format!("{} (OpenSSL)", k.name()),
+        });
     }
 
     if parts.contains("sendfile") {

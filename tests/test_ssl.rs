@@ -350,34 +350,59 @@ impl Protocol for Recorder {
     }
 }
 
+/// The last server-side [`Recorder`] a [`recorder_server`] made.
+type Made = Rc<RefCell<Option<Rc<Recorder>>>>;
+
+/// A TLS server of [`Recorder`]s (each pausing its reading at once with
+/// `pause`), with the shutdown timeout given.
+async fn recorder_server(
+    loop_: &EventLoop,
+    ctx: &SslContext,
+    pause: bool,
+    shutdown_timeout: Option<f64>,
+) -> Result<(asyncio::Server, Made)> {
+    let made: Made = Rc::new(RefCell::new(None));
+    let (m, l) = (made.clone(), loop_.clone());
+    let mut builder = loop_
+        .create_server(move || {
+            let r = Rc::new(Recorder::new(&l));
+            r.pause_on_connect.set(pause);
+            *m.borrow_mut() = Some(r.clone());
+            r
+        })
+        .host("127.0.0.1")
+        .port(0)
+        .ssl(ctx);
+    if let Some(t) = shutdown_timeout {
+        builder = builder.ssl_shutdown_timeout(t);
+    }
+    Ok((builder.await?, made))
+}
+
+/// A TLS client [`Recorder`] connected to `port` (as `localhost`).
+async fn recorder_client(
+    loop_: &EventLoop,
+    port: u16,
+    ctx: &SslContext,
+) -> Result<(Rc<dyn Transport>, Rc<Recorder>)> {
+    let l = loop_.clone();
+    loop_
+        .create_connection(move || Recorder::new(&l))
+        .host("127.0.0.1")
+        .port(port)
+        .ssl(ctx)
+        .server_hostname("localhost")
+        .await
+}
+
 #[test]
 fn test_close_sends_close_notify() {
     let pki = pki();
     let (server_ctx, client_ctx) = (pki.server(), pki.client());
     on_loop(move |loop_| async move {
-        let made: Rc<RefCell<Option<Rc<Recorder>>>> = Rc::new(RefCell::new(None));
-        let (m, l) = (made.clone(), loop_.clone());
-        let server = loop_
-            .create_server(move || {
-                let r = Rc::new(Recorder::new(&l));
-                *m.borrow_mut() = Some(r.clone());
-                r
-            })
-            .host("127.0.0.1")
-            .port(0)
-            .ssl(&server_ctx)
-            .await?;
+        let (server, made) = recorder_server(&loop_, &server_ctx, false, None).await?;
         let port = port_of(&server);
-        let (transport, client) = loop_
-            .create_connection({
-                let l = loop_.clone();
-                move || Recorder::new(&l)
-            })
-            .host("127.0.0.1")
-            .port(port)
-            .ssl(&client_ctx)
-            .server_hostname("localhost")
-            .await?;
+        let (transport, client) = recorder_client(&loop_, port, &client_ctx).await?;
         assert_eq!(*client.events.borrow(), ["made"]);
         transport.write(b"bye")?;
         transport.close();
@@ -401,29 +426,9 @@ fn test_abort_sends_nothing() {
     let pki = pki();
     let (server_ctx, client_ctx) = (pki.server(), pki.client());
     on_loop(move |loop_| async move {
-        let made: Rc<RefCell<Option<Rc<Recorder>>>> = Rc::new(RefCell::new(None));
-        let (m, l) = (made.clone(), loop_.clone());
-        let server = loop_
-            .create_server(move || {
-                let r = Rc::new(Recorder::new(&l));
-                *m.borrow_mut() = Some(r.clone());
-                r
-            })
-            .host("127.0.0.1")
-            .port(0)
-            .ssl(&server_ctx)
-            .await?;
+        let (server, made) = recorder_server(&loop_, &server_ctx, false, None).await?;
         let port = port_of(&server);
-        let (transport, client) = loop_
-            .create_connection({
-                let l = loop_.clone();
-                move || Recorder::new(&l)
-            })
-            .host("127.0.0.1")
-            .port(port)
-            .ssl(&client_ctx)
-            .server_hostname("localhost")
-            .await?;
+        let (transport, client) = recorder_client(&loop_, port, &client_ctx).await?;
         while made
             .borrow()
             .as_ref()
@@ -450,29 +455,8 @@ fn test_flow_control_with_a_peer_that_does_not_read() {
     let pki = pki();
     let (server_ctx, client_ctx) = (pki.server(), pki.client());
     on_loop(move |loop_| async move {
-        let made: Rc<RefCell<Option<Rc<Recorder>>>> = Rc::new(RefCell::new(None));
-        let (m, l) = (made.clone(), loop_.clone());
-        let server = loop_
-            .create_server(move || {
-                let r = Rc::new(Recorder::new(&l));
-                r.pause_on_connect.set(true);
-                *m.borrow_mut() = Some(r.clone());
-                r
-            })
-            .host("127.0.0.1")
-            .port(0)
-            .ssl(&server_ctx)
-            .await?;
-        let (transport, client) = loop_
-            .create_connection({
-                let l = loop_.clone();
-                move || Recorder::new(&l)
-            })
-            .host("127.0.0.1")
-            .port(port_of(&server))
-            .ssl(&client_ctx)
-            .server_hostname("localhost")
-            .await?;
+        let (server, made) = recorder_server(&loop_, &server_ctx, true, None).await?;
+        let (transport, client) = recorder_client(&loop_, port_of(&server), &client_ctx).await?;
         assert_eq!(
             transport.get_write_buffer_limits(),
             (128 * 1024, 512 * 1024)
@@ -1149,19 +1133,7 @@ fn test_shutdown_timeout() {
     let server_ctx = pki.server();
     let ca = std::fs::read(&pki.ca).unwrap();
     on_loop(move |loop_| async move {
-        let made: Rc<RefCell<Option<Rc<Recorder>>>> = Rc::new(RefCell::new(None));
-        let (m, l) = (made.clone(), loop_.clone());
-        let server = loop_
-            .create_server(move || {
-                let r = Rc::new(Recorder::new(&l));
-                *m.borrow_mut() = Some(r.clone());
-                r
-            })
-            .host("127.0.0.1")
-            .port(0)
-            .ssl(&server_ctx)
-            .ssl_shutdown_timeout(0.2)
-            .await?;
+        let (server, made) = recorder_server(&loop_, &server_ctx, false, Some(0.2)).await?;
         let port = port_of(&server);
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
         // A blocking rustls client: handshakes, sends a line, then goes quiet.

@@ -258,3 +258,28 @@ impl Kind {
         ServerProc::start(wrapped(wrapper, &argv))
     }
 }
+
+/// One row per peer: `(kind, (req/s, p50, p99, requests), instructions)`.
+pub type PeerRow = (Kind, Option<(f64, f64, f64, u64)>, Option<f64>);
+
+/// Prints the rows of a "server | requests/s | p50 | p99 | vs raw Tokio |
+/// instructions | vs raw Tokio | vs uvloop" table, each server named by
+/// `name`.
+pub fn print_peer_rows(rows: &[PeerRow], name: impl Fn(Kind) -> String) {
+    let tokio = rows.iter().find(|r| r.0 == Kind::Tokio).cloned();
+    let uvloop = rows.iter().find(|r| r.0 == Kind::Uvloop).and_then(|r| r.2);
+    for (kind, r, instr) in rows {
+        let (rps, p50, p99) = r.map_or((None, None, None), |r| (Some(r.0), Some(r.1), Some(r.2)));
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            name(*kind),
+            cell(rps),
+            cell(p50),
+            cell(p99),
+            ratio(rps, tokio.as_ref().and_then(|t| t.1.map(|x| x.0))),
+            cell(*instr),
+            ratio(*instr, tokio.as_ref().and_then(|t| t.2)),
+            ratio(*instr, uvloop),
+        );
+    }
+}

@@ -71,24 +71,32 @@ impl EventLoop {
     }
 }
 
-impl SockSendfile<'_> {
-    /// `offset=`: where in the file to start.
-    pub fn offset(mut self, offset: u64) -> Self {
-        self.offset = offset;
-        self
-    }
-    /// `count=`: how many bytes to send at most (default: to the end).
-    pub fn count(mut self, count: u64) -> Self {
-        self.count = Some(count);
-        self
-    }
-    /// `fallback=` (default `true`): read and send when `sendfile(2)`
-    /// cannot serve.
-    pub fn fallback(mut self, fallback: bool) -> Self {
-        self.fallback = fallback;
-        self
-    }
+/// The keyword arguments `offset=`, `count=`, `fallback=` of both
+/// sendfile calls.
+macro_rules! sendfile_setters {
+    ($($builder:ident),*) => {$(
+        impl $builder<'_> {
+            /// `offset=`: where in the file to start.
+            pub fn offset(mut self, offset: u64) -> Self {
+                self.offset = offset;
+                self
+            }
+            /// `count=`: how many bytes to send at most (default: to the end).
+            pub fn count(mut self, count: u64) -> Self {
+                self.count = Some(count);
+                self
+            }
+            /// `fallback=` (default `true`): read and send when
+            /// `sendfile(2)` cannot serve.
+            pub fn fallback(mut self, fallback: bool) -> Self {
+                self.fallback = fallback;
+                self
+            }
+        }
+    )*};
 }
+
+sendfile_setters!(SockSendfile, Sendfile);
 
 impl<'a> IntoFuture for SockSendfile<'a> {
     type Output = Result<u64>;
@@ -333,25 +341,6 @@ impl EventLoop {
             count: None,
             fallback: true,
         }
-    }
-}
-
-impl Sendfile<'_> {
-    /// `offset=`: where in the file to start.
-    pub fn offset(mut self, offset: u64) -> Self {
-        self.offset = offset;
-        self
-    }
-    /// `count=`: how many bytes to send at most (default: to the end).
-    pub fn count(mut self, count: u64) -> Self {
-        self.count = Some(count);
-        self
-    }
-    /// `fallback=` (default `true`): read and write when `sendfile(2)`
-    /// cannot serve.
-    pub fn fallback(mut self, fallback: bool) -> Self {
-        self.fallback = fallback;
-        self
     }
 }
 
