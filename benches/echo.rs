@@ -16,7 +16,6 @@
 mod harness;
 
 use std::cell::OnceCell;
-use std::cell::RefCell;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 use std::rc::Rc;
@@ -237,63 +236,26 @@ struct LoadResult {
 /// for `seconds` (positive) or a fixed number of round trips in all
 /// (negative).
 fn run_client(port: u16, size: usize, conns: usize, limit: f64) -> std::io::Result<LoadResult> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build_local(tokio::runtime::LocalOptions::default())?;
     rt.block_on(async move {
-        let results = Rc::new(RefCell::new(Vec::<f64>::new()));
-        let remaining = Rc::new(RefCell::new(if limit < 0.0 {
-            -limit as i64
-        } else {
-            i64::MAX
-        }));
-        let deadline = if limit > 0.0 {
-            Some(Instant::now() + Duration::from_secs_f64(limit))
-        } else {
-            None
-        };
+        let shared = harness::LoadShared::new(limit);
         let start = Instant::now();
         let mut handles = Vec::new();
         for _ in 0..conns {
             let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
             stream.set_nodelay(true)?;
-            let results = results.clone();
-            let remaining = remaining.clone();
+            let shared = shared.clone();
             handles.push(tokio::task::spawn_local(async move {
-                let msg = vec![b'x'; size];
-                let mut buf = vec![0u8; size.max(64 * 1024)];
-                loop {
-                    if deadline.is_some_and(|d| Instant::now() >= d) {
-                        break;
-                    }
-                    {
-                        let mut r = remaining.borrow_mut();
-                        if *r <= 0 {
-                            break;
-                        }
-                        *r -= 1;
-                    }
-                    let t0 = Instant::now();
-                    stream.write_all(&msg).await?;
-                    let mut got = 0;
-                    while got < size {
-                        let n = stream.read(&mut buf).await?;
-                        if n == 0 {
-                            return Err(std::io::Error::other("server closed"));
-                        }
-                        got += n;
-                    }
-                    results.borrow_mut().push(t0.elapsed().as_secs_f64() * 1e6);
-                }
-                Ok::<(), std::io::Error>(())
+                harness::round_trips(&mut stream, size, &shared).await
             }));
         }
         for h in handles {
             h.await.map_err(std::io::Error::other)??;
         }
         let seconds = start.elapsed().as_secs_f64();
-        let latencies_us = std::mem::take(&mut *results.borrow_mut());
+        let latencies_us = std::mem::take(&mut *shared.latencies_us.borrow_mut());
         Ok(LoadResult {
             requests: latencies_us.len() as u64,
             seconds,

@@ -15,12 +15,12 @@
 
 mod harness;
 
-use std::cell::{OnceCell, RefCell};
+use std::cell::OnceCell;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use asyncio::{BaseProtocol, Protocol, Transport};
 use harness::Kind;
@@ -163,7 +163,6 @@ fn serve_tokio(cert: &str, key: &str) -> std::io::Result<()> {
 /// number of round trips in all (negative). Prints what `harness::load` reads.
 fn client_main(args: &[String]) -> std::io::Result<()> {
     use rustls::pki_types::pem::PemObject;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let port: u16 = args[0].parse().map_err(std::io::Error::other)?;
     let size: usize = args[1].parse().map_err(std::io::Error::other)?;
     let conns: usize = args[2].parse().map_err(std::io::Error::other)?;
@@ -187,13 +186,7 @@ fn client_main(args: &[String]) -> std::io::Result<()> {
         .enable_all()
         .build_local(tokio::runtime::LocalOptions::default())?;
     let (requests, seconds, latencies) = rt.block_on(async move {
-        let results = Rc::new(RefCell::new(Vec::<f64>::new()));
-        let remaining = Rc::new(RefCell::new(if limit < 0.0 {
-            -limit as i64
-        } else {
-            i64::MAX
-        }));
-        let deadline = (limit > 0.0).then(|| Instant::now() + Duration::from_secs_f64(limit));
+        let shared = harness::LoadShared::new(limit);
         let start = Instant::now();
         let mut handles = Vec::new();
         for _ in 0..conns {
@@ -201,41 +194,17 @@ fn client_main(args: &[String]) -> std::io::Result<()> {
             tcp.set_nodelay(true)?;
             let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
             let mut stream = connector.connect(name, tcp).await?;
-            let (results, remaining) = (results.clone(), remaining.clone());
+            let shared = shared.clone();
             handles.push(tokio::task::spawn_local(async move {
-                let msg = vec![b'x'; size];
-                let mut buf = vec![0u8; size.max(64 * 1024)];
-                loop {
-                    if deadline.is_some_and(|d| Instant::now() >= d) {
-                        break;
-                    }
-                    {
-                        let mut r = remaining.borrow_mut();
-                        if *r <= 0 {
-                            break;
-                        }
-                        *r -= 1;
-                    }
-                    let t0 = Instant::now();
-                    stream.write_all(&msg).await?;
-                    let mut got = 0;
-                    while got < size {
-                        let n = stream.read(&mut buf).await?;
-                        if n == 0 {
-                            return Err(std::io::Error::other("server closed"));
-                        }
-                        got += n;
-                    }
-                    results.borrow_mut().push(t0.elapsed().as_secs_f64() * 1e6);
-                }
-                let _ = stream.shutdown().await;
+                harness::round_trips(&mut stream, size, &shared).await?;
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
                 Ok::<(), std::io::Error>(())
             }));
         }
         for h in handles {
             h.await.map_err(std::io::Error::other)??;
         }
-        let latencies = std::mem::take(&mut *results.borrow_mut());
+        let latencies = std::mem::take(&mut *shared.latencies_us.borrow_mut());
         Ok::<_, std::io::Error>((
             latencies.len() as u64,
             start.elapsed().as_secs_f64(),

@@ -283,3 +283,63 @@ pub fn print_peer_rows(rows: &[PeerRow], name: impl Fn(Kind) -> String) {
         );
     }
 }
+
+/// What the load generators' connections share: the round trips left (a
+/// fixed number in all, or unbounded until `deadline`) and the latencies.
+pub struct LoadShared {
+    pub remaining: std::cell::RefCell<i64>,
+    pub deadline: Option<std::time::Instant>,
+    pub latencies_us: std::cell::RefCell<Vec<f64>>,
+}
+
+impl LoadShared {
+    /// For `limit` seconds (positive) or `-limit` round trips in all.
+    pub fn new(limit: f64) -> std::rc::Rc<LoadShared> {
+        std::rc::Rc::new(LoadShared {
+            remaining: std::cell::RefCell::new(if limit < 0.0 { -limit as i64 } else { i64::MAX }),
+            deadline: (limit > 0.0)
+                .then(|| std::time::Instant::now() + std::time::Duration::from_secs_f64(limit)),
+            latencies_us: std::cell::RefCell::new(Vec::new()),
+        })
+    }
+}
+
+/// One load-generator connection: sends `size` bytes, waits for all of
+/// them back, records the latency, repeats while `shared` allows.
+pub async fn round_trips<S>(stream: &mut S, size: usize, shared: &LoadShared) -> std::io::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let msg = vec![b'x'; size];
+    let mut buf = vec![0u8; size.max(64 * 1024)];
+    loop {
+        if shared
+            .deadline
+            .is_some_and(|d| std::time::Instant::now() >= d)
+        {
+            return Ok(());
+        }
+        {
+            let mut r = shared.remaining.borrow_mut();
+            if *r <= 0 {
+                return Ok(());
+            }
+            *r -= 1;
+        }
+        let t0 = std::time::Instant::now();
+        stream.write_all(&msg).await?;
+        let mut got = 0;
+        while got < size {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                return Err(std::io::Error::other("server closed"));
+            }
+            got += n;
+        }
+        shared
+            .latencies_us
+            .borrow_mut()
+            .push(t0.elapsed().as_secs_f64() * 1e6);
+    }
+}
