@@ -1224,3 +1224,60 @@ fn test_start_tls_keeps_buffered_bytes() {
         server.wait_closed().await
     });
 }
+
+/// TLS connections leave nothing behind: after 40 handshakes, echoes and
+/// closes (clean, aborted, failed) on loops that then close, the process
+/// has the descriptors it started with.
+#[test]
+fn test_no_descriptor_leaks() {
+    // Alone in a child process: the other tests' sockets are not counted.
+    if !common::in_child("test_no_descriptor_leaks") {
+        return;
+    }
+    let pki = pki();
+    let (server_ctx, client_ctx) = (pki.server(), pki.client());
+    let untrusting = SslContext::new(TlsProtocol::TlsClient);
+    // Warm-up: lazily made process-wide resources (executor threads' pipes).
+    let (s, c) = (server_ctx.clone(), client_ctx.clone());
+    on_loop(move |_| async move {
+        let server = echo_server(&s).await?;
+        let (_r, w) = open_connection("127.0.0.1", port_of(&server))
+            .ssl(&c)
+            .server_hostname("localhost")
+            .await?;
+        w.close();
+        w.wait_closed().await?;
+        server.close();
+        server.wait_closed().await
+    });
+    let before = common::open_fds();
+    for round in 0..4 {
+        let (s, c, u) = (server_ctx.clone(), client_ctx.clone(), untrusting.clone());
+        on_loop(move |_| async move {
+            let server = echo_server(&s).await?;
+            let port = port_of(&server);
+            for i in 0..10 {
+                let (reader, writer) = open_connection("127.0.0.1", port)
+                    .ssl(&c)
+                    .server_hostname("localhost")
+                    .await?;
+                writer.write(b"x\n")?;
+                assert_eq!(reader.readline().await?, b"x\n");
+                if (i + round) % 2 == 0 {
+                    writer.close();
+                    writer.wait_closed().await?;
+                } else {
+                    writer.transport().abort();
+                }
+            }
+            assert!(open_connection("127.0.0.1", port)
+                .ssl(&u)
+                .server_hostname("localhost")
+                .await
+                .is_err());
+            server.close();
+            server.wait_closed().await
+        });
+    }
+    assert_eq!(common::open_fds(), before);
+}
