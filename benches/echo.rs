@@ -22,30 +22,9 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use asyncio::{BaseProtocol, Protocol, Transport};
-use harness::Kind;
+use harness::{Echo, Kind};
 
 // ===== servers =====
-
-#[derive(Default)]
-struct Echo {
-    transport: OnceCell<Rc<dyn Transport>>,
-}
-
-impl BaseProtocol for Echo {}
-
-impl Protocol for Echo {
-    fn connection_made(self: &Rc<Self>, transport: Rc<dyn Transport>) -> asyncio::Result<()> {
-        let _ = self.transport.set(transport);
-        Ok(())
-    }
-
-    fn data_received(self: &Rc<Self>, data: &[u8]) -> asyncio::Result<()> {
-        match self.transport.get() {
-            Some(t) => t.write(data),
-            None => Ok(()),
-        }
-    }
-}
 
 /// `examples/streams_echo_server.rs --quiet`: `start_server`, then read up
 /// to 64 KiB, write, drain, until EOF.

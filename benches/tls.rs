@@ -15,15 +15,12 @@
 
 mod harness;
 
-use std::cell::OnceCell;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use asyncio::{BaseProtocol, Protocol, Transport};
-use harness::Kind;
+use harness::{Echo, Kind};
 
 // ===== certificates =====
 
@@ -57,27 +54,6 @@ fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 }
 
 // ===== servers =====
-
-#[derive(Default)]
-struct Echo {
-    transport: OnceCell<Rc<dyn Transport>>,
-}
-
-impl BaseProtocol for Echo {}
-
-impl Protocol for Echo {
-    fn connection_made(self: &Rc<Self>, transport: Rc<dyn Transport>) -> asyncio::Result<()> {
-        let _ = self.transport.set(transport);
-        Ok(())
-    }
-
-    fn data_received(self: &Rc<Self>, data: &[u8]) -> asyncio::Result<()> {
-        match self.transport.get() {
-            Some(t) => t.write(data),
-            None => Ok(()),
-        }
-    }
-}
 
 fn print_port(port: u16) -> std::io::Result<()> {
     println!("{port}");

@@ -11,29 +11,6 @@ use std::rc::Rc;
 use asyncio::socket::{Socket, AF_INET, SOCK_DGRAM, SOCK_STREAM};
 use asyncio::{BaseProtocol, Error, ErrorKind, EventLoop, Future, Protocol, Result, Transport};
 
-/// CPython's `MyProto`: collects what it receives, `done` at the end.
-struct Sink {
-    data: RefCell<Vec<u8>>,
-    done: Future<()>,
-}
-
-impl BaseProtocol for Sink {
-    fn connection_lost(self: &Rc<Self>, _exc: Option<Error>) -> Result<()> {
-        let _ = self.done.set_result(());
-        Ok(())
-    }
-}
-
-impl Protocol for Sink {
-    fn connection_made(self: &Rc<Self>, _transport: Rc<dyn Transport>) -> Result<()> {
-        Ok(())
-    }
-    fn data_received(self: &Rc<Self>, data: &[u8]) -> Result<()> {
-        self.data.borrow_mut().extend_from_slice(data);
-        Ok(())
-    }
-}
-
 /// 160,000 bytes, as CPython's `SendfileBase.DATA` (`b"SendfileBaseData" * (1024 * 8)`
 /// is 128 KiB; any size past a socket buffer serves).
 fn data() -> Vec<u8> {
@@ -60,11 +37,8 @@ fn temp_file(content: &[u8]) -> std::fs::File {
 }
 
 /// A connected non-blocking socket and the server-side sink.
-async fn prepare(loop_: &EventLoop) -> Result<(Socket, Rc<Sink>, asyncio::Server)> {
-    let sink = Rc::new(Sink {
-        data: RefCell::new(Vec::new()),
-        done: loop_.create_future(),
-    });
+async fn prepare(loop_: &EventLoop) -> Result<(Socket, Rc<SendfileProto>, asyncio::Server)> {
+    let sink = SendfileProto::new(loop_, 0);
     let s = sink.clone();
     let server = loop_
         .create_server(move || s.clone())
@@ -276,8 +250,8 @@ fn a_large_file_goes_through_byte_for_byte() {
 
 mod tls_common;
 
-/// CPython's `MySendfileProto`: counts what it receives and, with
-/// `close_after`, closes once that much arrived.
+/// CPython's `MyProto` / `MySendfileProto`: collects what it receives,
+/// `done` at the end, and with `close_after` closes once that much arrived.
 struct SendfileProto {
     data: RefCell<Vec<u8>>,
     close_after: usize,

@@ -343,3 +343,28 @@ where
             .push(t0.elapsed().as_secs_f64() * 1e6);
     }
 }
+
+/// The protocol echo server's protocol: writes back what it receives.
+#[derive(Default)]
+pub struct Echo {
+    transport: std::cell::OnceCell<std::rc::Rc<dyn asyncio::Transport>>,
+}
+
+impl asyncio::BaseProtocol for Echo {}
+
+impl asyncio::Protocol for Echo {
+    fn connection_made(
+        self: &std::rc::Rc<Self>,
+        transport: std::rc::Rc<dyn asyncio::Transport>,
+    ) -> asyncio::Result<()> {
+        let _ = self.transport.set(transport);
+        Ok(())
+    }
+
+    fn data_received(self: &std::rc::Rc<Self>, data: &[u8]) -> asyncio::Result<()> {
+        match self.transport.get() {
+            Some(t) => t.write(data),
+            None => Ok(()),
+        }
+    }
+}
