@@ -99,7 +99,7 @@ pub fn timeout(delay: impl TimeoutArg) -> Timeout {
     match delay.limit() {
         None => Timeout::new(None),
         Some(d) => {
-            let now = crate::events::_get_running_loop().map_or_else(monotonic, |l| l.time());
+            let now = crate::events::with_running_inner(|l| l.map_or_else(monotonic, |l| l.now()));
             Timeout::new(Some(now + d))
         }
     }
