@@ -1018,6 +1018,7 @@ impl<F: std::future::Future> std::future::Future for Cancellable<F> {
 /// What an await point inside the current task raises before it waits:
 /// CPython's `RuntimeError` when the task does not belong to `loop_` (when
 /// given), else the task's pending cancellation (clearing the request).
+#[inline]
 pub(crate) fn await_point_error(loop_: Option<&EventLoop>) -> Option<Error> {
     let current = CURRENT_TASK.with(Cell::get);
     if current.task.is_null() {
@@ -1026,22 +1027,28 @@ pub(crate) fn await_point_error(loop_: Option<&EventLoop>) -> Option<Error> {
     // SAFETY: as in `with_current_task`: set together, valid while the
     // current step's guard lives, which outlives this call.
     let (state, inner) = unsafe { (&*current.state, &*current.loop_) };
-    if let Some(loop_) = loop_ {
-        if !std::ptr::eq(inner, Rc::as_ptr(&loop_.inner)) {
-            return with_current_task(|task_obj| {
-                task_obj.map(|t| {
-                    Error::runtime(format!(
-                        "Task {} got Future <Future pending> attached to a different loop",
-                        t.repr()
-                    ))
-                })
-            });
-        }
-    }
-    if !state.must_cancel.get() {
+    let foreign = loop_.is_some_and(|l| !std::ptr::eq(inner, Rc::as_ptr(&l.inner)));
+    if !foreign && !state.must_cancel.get() {
         return None;
     }
-    with_current_task(|task_obj| take_cancel_of(task_obj?))
+    await_point_error_slow(foreign)
+}
+
+/// The rare outcomes of [`await_point_error`], kept out of line so that
+/// the common check stays a few instructions at every await point.
+#[cold]
+#[inline(never)]
+fn await_point_error_slow(foreign: bool) -> Option<Error> {
+    with_current_task(|task_obj| {
+        let task_obj = task_obj?;
+        if foreign {
+            return Some(Error::runtime(format!(
+                "Task {} got Future <Future pending> attached to a different loop",
+                task_obj.repr()
+            )));
+        }
+        take_cancel_of(task_obj)
+    })
 }
 
 /// The cancellation requested for the current task and not delivered yet,
