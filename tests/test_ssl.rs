@@ -151,6 +151,70 @@ fn test_untrusted_issuer() {
     assert!(ssl::is_cert_verification_error(&e));
 }
 
+/// CPython's `StreamReaderProtocol._over_ssl`: over TLS `eof_received`
+/// returns false, so reading a TLS stream to its end logs nothing (a true
+/// would make `sslproto` warn "returning true from eof_received() has no
+/// effect when using ssl"), on either side, also after STARTTLS.
+#[test]
+fn test_streams_eof_over_tls_logs_nothing() {
+    let pki = pki();
+    let (server_ctx, client_ctx) = (pki.server(), pki.client());
+    let starttls_server = pki.server();
+    let starttls_client = pki.client();
+    let ((), logs) = common::capture_logs(|| {
+        on_loop(|_| async move {
+            // The server sees the client's close_notify as its EOF.
+            let server = echo_server(&server_ctx).await?;
+            let (reader, writer) = open_connection("127.0.0.1", port_of(&server))
+                .ssl(&client_ctx)
+                .server_hostname("localhost")
+                .await?;
+            writer.write(b"one\n")?;
+            assert_eq!(reader.readline().await?, b"one\n");
+            writer.close();
+            writer.wait_closed().await?;
+            server.close();
+            server.wait_closed().await?;
+
+            // The client reads to the end of a STARTTLS stream the server
+            // closed.
+            let server = start_server(
+                move |reader: asyncio::StreamReader, writer: asyncio::StreamWriter| {
+                    let ctx = starttls_server.clone();
+                    async move {
+                        assert_eq!(reader.readline().await?, b"STARTTLS\n");
+                        writer.write(b"go\n")?;
+                        writer.start_tls(&ctx, None).await?;
+                        writer.write(b"bye\n")?;
+                        writer.close();
+                        writer.wait_closed().await
+                    }
+                },
+                "127.0.0.1",
+                0,
+            )
+            .await?;
+            let (reader, writer) = open_connection("127.0.0.1", port_of(&server)).await?;
+            writer.write(b"STARTTLS\n")?;
+            assert_eq!(reader.readline().await?, b"go\n");
+            writer
+                .start_tls(&starttls_client, Some("localhost"))
+                .await?;
+            assert_eq!(reader.read(-1).await?, b"bye\n");
+            assert!(reader.at_eof());
+            writer.close();
+            writer.wait_closed().await?;
+            server.close();
+            server.wait_closed().await
+        })
+    });
+    let warnings: Vec<_> = logs
+        .iter()
+        .filter(|r| r.message.contains("eof_received"))
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
 #[test]
 fn test_wrong_hostname() {
     let pki = pki();

@@ -168,6 +168,9 @@ pub struct StreamReaderProtocol {
     task: RefCell<Option<Task<()>>>,
     transport: RefCell<Option<Rc<dyn Transport>>>,
     closed: Future<()>,
+    /// CPython's `_over_ssl`: over TLS, `eof_received` returns false (TLS
+    /// has no half-close, and `sslproto` warns about a true).
+    over_ssl: Cell<bool>,
 }
 
 impl StreamReaderProtocol {
@@ -192,6 +195,7 @@ impl StreamReaderProtocol {
             task: RefCell::new(None),
             transport: RefCell::new(None),
             closed: Future::new(loop_),
+            over_ssl: Cell::new(false),
         })
     }
 
@@ -286,6 +290,7 @@ impl BaseProtocol for StreamReaderProtocol {
 
 impl Protocol for StreamReaderProtocol {
     fn connection_made(self: &Rc<Self>, transport: Rc<dyn Transport>) -> Result<()> {
+        self.over_ssl.set(is_over_ssl(&*transport));
         *self.transport.borrow_mut() = Some(transport.clone());
         let reader = self.stream_reader();
         if let Some(reader) = &reader {
@@ -305,7 +310,7 @@ impl Protocol for StreamReaderProtocol {
         if let Some(reader) = self.stream_reader() {
             reader.feed_eof();
         }
-        Ok(true)
+        Ok(!self.over_ssl.get())
     }
 }
 
@@ -323,8 +328,14 @@ impl StreamWriterProtocol for StreamReaderProtocol {
     }
 
     fn replace_transport(&self, transport: Rc<dyn Transport>) {
+        self.over_ssl.set(is_over_ssl(&*transport));
         *self.transport.borrow_mut() = Some(transport);
     }
+}
+
+/// `transport.get_extra_info('sslcontext') is not None`.
+fn is_over_ssl(transport: &dyn Transport) -> bool {
+    transport.get_extra_info("sslcontext").is_some()
 }
 
 impl fmt::Debug for StreamReaderProtocol {

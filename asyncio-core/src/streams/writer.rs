@@ -118,6 +118,13 @@ impl StreamWriter {
     /// the writer (and its reader) then carry plaintext over TLS. A
     /// server's stream is the TLS server side.
     ///
+    /// Unlike CPython, bytes the reader has buffered and not read yet are
+    /// handed to the handshake rather than left in the reader: a peer may
+    /// send its ClientHello right behind the STARTTLS line (in CPython that
+    /// handshake stalls), but plaintext pipelined after the STARTTLS line
+    /// fails the handshake instead of staying readable. Read the plaintext
+    /// phase to its end first.
+    ///
     /// Errors: those of [`EventLoop::start_tls`].
     #[cfg(feature = "tls")]
     pub async fn start_tls(
