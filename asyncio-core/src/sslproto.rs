@@ -92,7 +92,10 @@ pub struct SslProtocol {
     waiter: RefCell<Option<Future<Rc<SslTransport>>>>,
     /// The handshake's outcome was given (to the waiter, or reported).
     handshake_settled: Cell<bool>,
-    ssl_object: RefCell<Option<SslObject>>,
+    /// What the handshake negotiated; shared with the application's
+    /// transport, which answers `get_extra_info` from it after the
+    /// connection is gone (CPython's `_extra`).
+    ssl_object: Rc<RefCell<Option<SslObject>>>,
     handshake_timer: RefCell<Option<TimerHandle>>,
     shutdown_timer: RefCell<Option<TimerHandle>>,
     handshake_start: Cell<f64>,
@@ -180,7 +183,7 @@ impl SslProtocol {
             transport: RefCell::new(None),
             waiter: RefCell::new(waiter),
             handshake_settled: Cell::new(false),
-            ssl_object: RefCell::new(None),
+            ssl_object: Rc::new(RefCell::new(None)),
             handshake_timer: RefCell::new(None),
             shutdown_timer: RefCell::new(None),
             handshake_start: Cell::new(0.0),
@@ -217,6 +220,8 @@ impl SslProtocol {
         let t = Rc::new(SslTransport {
             protocol: self.this.clone(),
             closed: Cell::new(false),
+            context: self.params.context.clone(),
+            ssl_object: self.ssl_object.clone(),
         });
         *self.app_transport.borrow_mut() = Some(t.clone());
         Some(t)
@@ -950,10 +955,14 @@ impl Protocol for SslProtocol {
 /// It reaches its TLS layer weakly: the layer lives as long as the plain
 /// transport holds it, so an application protocol that keeps its transport
 /// makes no reference cycle; once the connection is gone the calls do
-/// nothing.
+/// nothing. What the TLS layer itself tells (`sslcontext`, `ssl_object`,
+/// `peercert`, `cipher`) it keeps, as CPython's `_extra`: it is still there
+/// in `connection_lost` and after.
 pub struct SslTransport {
     protocol: Weak<SslProtocol>,
     closed: Cell<bool>,
+    context: SslContext,
+    ssl_object: Rc<RefCell<Option<SslObject>>>,
 }
 
 impl fmt::Debug for SslTransport {
@@ -1008,31 +1017,27 @@ impl SslTransport {
 }
 
 impl BaseTransport for SslTransport {
+    /// The TLS layer's own information (kept after the connection is
+    /// gone), then the plain transport's (`None` once it is gone).
     fn get_extra_info(&self, name: &str) -> Option<ExtraInfo> {
-        let p = self.layer()?;
+        let ssl_object = self.ssl_object.borrow();
         match name {
-            "sslcontext" => return Some(ExtraInfo::SslContext(p.params.context.clone())),
-            "ssl_object" => return p.ssl_object.borrow().clone().map(ExtraInfo::SslObject),
-            "peercert" => {
-                return p
-                    .ssl_object
-                    .borrow()
-                    .as_ref()
-                    .and_then(|o| o.getpeercert().cloned())
-                    .map(ExtraInfo::PeerCert)
-            }
-            "cipher" => {
-                return p
-                    .ssl_object
-                    .borrow()
-                    .as_ref()
-                    .and_then(|o| o.cipher().cloned())
-                    .map(ExtraInfo::Cipher)
-            }
-            "compression" => return None,
-            _ => {}
+            "sslcontext" => Some(ExtraInfo::SslContext(self.context.clone())),
+            "ssl_object" => ssl_object.clone().map(ExtraInfo::SslObject),
+            "peercert" => ssl_object
+                .as_ref()
+                .and_then(|o| o.getpeercert().cloned())
+                .map(ExtraInfo::PeerCert),
+            "cipher" => ssl_object
+                .as_ref()
+                .and_then(|o| o.cipher().cloned())
+                .map(ExtraInfo::Cipher),
+            "compression" => None,
+            _ => self
+                .layer()
+                .and_then(|p| p.plain())
+                .and_then(|t| t.get_extra_info(name)),
         }
-        p.plain().and_then(|t| t.get_extra_info(name))
     }
 
     fn is_closing(&self) -> bool {
