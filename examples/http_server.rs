@@ -16,7 +16,7 @@ struct Request {
     method: String,
     path: String,
     keep_alive: bool,
-    body: Vec<u8>,
+    body: asyncio::Bytes,
 }
 
 /// Reads the next request; `None` when the client closed the connection.

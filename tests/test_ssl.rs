@@ -56,7 +56,7 @@ fn test_streams_echo_over_tls() {
             .await?;
         writer.write(b"hello tls\n")?;
         writer.drain().await?;
-        assert_eq!(reader.readline().await?, b"hello tls\n");
+        assert_eq!(reader.readline().await?, &b"hello tls\n"[..]);
         let transport = writer.transport();
         assert!(format!("{transport:?}").starts_with("<asyncio.sslproto._SSLProtocolTransport"));
         assert!(!transport.can_write_eof());
@@ -170,7 +170,7 @@ fn test_streams_eof_over_tls_logs_nothing() {
                 .server_hostname("localhost")
                 .await?;
             writer.write(b"one\n")?;
-            assert_eq!(reader.readline().await?, b"one\n");
+            assert_eq!(reader.readline().await?, &b"one\n"[..]);
             writer.close();
             writer.wait_closed().await?;
             server.close();
@@ -182,7 +182,7 @@ fn test_streams_eof_over_tls_logs_nothing() {
                 move |reader: asyncio::StreamReader, writer: asyncio::StreamWriter| {
                     let ctx = starttls_server.clone();
                     async move {
-                        assert_eq!(reader.readline().await?, b"STARTTLS\n");
+                        assert_eq!(reader.readline().await?, &b"STARTTLS\n"[..]);
                         writer.write(b"go\n")?;
                         writer.start_tls(&ctx, None).await?;
                         writer.write(b"bye\n")?;
@@ -196,11 +196,11 @@ fn test_streams_eof_over_tls_logs_nothing() {
             .await?;
             let (reader, writer) = open_connection("127.0.0.1", port_of(&server)).await?;
             writer.write(b"STARTTLS\n")?;
-            assert_eq!(reader.readline().await?, b"go\n");
+            assert_eq!(reader.readline().await?, &b"go\n"[..]);
             writer
                 .start_tls(&starttls_client, Some("localhost"))
                 .await?;
-            assert_eq!(reader.read(-1).await?, b"bye\n");
+            assert_eq!(reader.read(-1).await?, &b"bye\n"[..]);
             assert!(reader.at_eof());
             writer.close();
             writer.wait_closed().await?;
@@ -235,7 +235,7 @@ fn test_wrong_hostname() {
             .server_hostname("wrong.example")
             .await?;
         writer.write(b"ok\n")?;
-        assert_eq!(reader.readline().await?, b"ok\n");
+        assert_eq!(reader.readline().await?, &b"ok\n"[..]);
         writer.close();
         writer.wait_closed().await?;
         server.close();
@@ -270,7 +270,7 @@ fn test_cert_none_accepts_anything() {
             .ssl(&client)
             .await?;
         writer.write(b"x\n")?;
-        assert_eq!(reader.readline().await?, b"x\n");
+        assert_eq!(reader.readline().await?, &b"x\n"[..]);
         // Not validated: Python's getpeercert() gives {}.
         let Some(ExtraInfo::PeerCert(cert)) = writer.get_extra_info("peercert") else {
             panic!("no peercert");
@@ -319,7 +319,7 @@ fn test_client_certificate_required() {
             .server_hostname("localhost")
             .await?;
         writer.write(b"me\n")?;
-        assert_eq!(reader.readline().await?, b"me\n");
+        assert_eq!(reader.readline().await?, &b"me\n"[..]);
         assert_eq!(peer.borrow().as_deref(), Some("client"));
         writer.close();
         writer.wait_closed().await?;
@@ -339,7 +339,7 @@ fn test_client_certificate_required() {
                 e.message().contains("CERTIFICATE_REQUIRED") || ssl::is_ssl_error(&e),
                 "{e}"
             ),
-            Ok(line) => assert_eq!(line, b""),
+            Ok(line) => assert_eq!(line, &b""[..]),
         }
         server.close();
         server.wait_closed().await
@@ -614,7 +614,7 @@ fn test_large_transfer_byte_for_byte() {
         }
         let answer = reader.readline().await?;
         assert_eq!(
-            String::from_utf8(answer).unwrap(),
+            String::from_utf8(answer.to_vec()).unwrap(),
             format!("{TOTAL} {expected_sum}\n")
         );
         writer.close();
@@ -694,7 +694,7 @@ fn test_start_tls_both_ends() {
             move |reader: asyncio::StreamReader, writer: asyncio::StreamWriter| {
                 let ctx = server_ctx.clone();
                 async move {
-                    assert_eq!(reader.readline().await?, b"STARTTLS\n");
+                    assert_eq!(reader.readline().await?, &b"STARTTLS\n"[..]);
                     writer.write(b"GO\n")?;
                     writer.start_tls(&ctx, None).await?;
                     assert!(writer.get_extra_info("ssl_object").is_some());
@@ -713,14 +713,14 @@ fn test_start_tls_both_ends() {
         let (reader, writer) = open_connection("127.0.0.1", port_of(&server)).await?;
         assert!(writer.get_extra_info("sslcontext").is_none());
         writer.write(b"STARTTLS\n")?;
-        assert_eq!(reader.readline().await?, b"GO\n");
+        assert_eq!(reader.readline().await?, &b"GO\n"[..]);
         writer.start_tls(&client_ctx, Some("localhost")).await?;
         assert!(matches!(
             writer.get_extra_info("sslcontext"),
             Some(ExtraInfo::SslContext(_))
         ));
         writer.write(b"over tls\n")?;
-        assert_eq!(reader.readline().await?, b"secret: over tls\n");
+        assert_eq!(reader.readline().await?, &b"secret: over tls\n"[..]);
         writer.close();
         writer.wait_closed().await?;
         server.close();
@@ -831,7 +831,7 @@ fn test_server_cuts_a_client_that_never_speaks_tls() {
             .server_hostname("localhost")
             .await?;
         writer.write(b"still served\n")?;
-        assert_eq!(reader.readline().await?, b"still served\n");
+        assert_eq!(reader.readline().await?, &b"still served\n"[..]);
         while !silent.is_finished() || !garbage.is_finished() {
             asyncio::sleep(0.02).await?;
         }
@@ -1046,7 +1046,7 @@ fn test_encrypted_key_needs_its_password() {
             .server_hostname("localhost")
             .await?;
         writer.write(b"unlocked\n")?;
-        assert_eq!(reader.readline().await?, b"unlocked\n");
+        assert_eq!(reader.readline().await?, &b"unlocked\n"[..]);
         writer.close();
         server.close();
         server.wait_closed().await
@@ -1077,7 +1077,7 @@ fn test_unix_socket_tls() {
             .server_hostname("localhost")
             .await?;
         writer.write(b"unix\n")?;
-        assert_eq!(reader.readline().await?, b"unix\n");
+        assert_eq!(reader.readline().await?, &b"unix\n"[..]);
         writer.close();
         server.close();
         server.wait_closed().await
@@ -1148,7 +1148,7 @@ fn test_alpn_and_versions() {
         assert_eq!(obj.version(), Some("TLSv1.2"));
         assert_eq!(obj.cipher().unwrap().version, "TLSv1.2");
         writer.write(b"v12\n")?;
-        assert_eq!(reader.readline().await?, b"v12\n");
+        assert_eq!(reader.readline().await?, &b"v12\n"[..]);
         writer.close();
         writer.wait_closed().await?;
         server.close();
@@ -1181,7 +1181,7 @@ fn test_ready_rustls_config() {
             .server_hostname("localhost")
             .await?;
         writer.write(b"hand-made\n")?;
-        assert_eq!(reader.readline().await?, b"hand-made\n");
+        assert_eq!(reader.readline().await?, &b"hand-made\n"[..]);
         writer.close();
         writer.wait_closed().await?;
         server.close();
@@ -1261,7 +1261,7 @@ fn test_start_tls_keeps_buffered_bytes() {
             move |reader: asyncio::StreamReader, writer: asyncio::StreamWriter| {
                 let ctx = server_ctx.clone();
                 async move {
-                    assert_eq!(reader.readline().await?, b"STARTTLS\n");
+                    assert_eq!(reader.readline().await?, &b"STARTTLS\n"[..]);
                     // Let the ClientHello arrive in the reader's buffer.
                     while reader.buffered() == 0 {
                         asyncio::sleep(0.001).await?;
@@ -1282,7 +1282,7 @@ fn test_start_tls_keeps_buffered_bytes() {
         writer.write(b"STARTTLS\n")?;
         writer.start_tls(&client_ctx, Some("localhost")).await?;
         writer.write(b"right away\n")?;
-        assert_eq!(reader.readline().await?, b"right away\n");
+        assert_eq!(reader.readline().await?, &b"right away\n"[..]);
         writer.close();
         server.close();
         server.wait_closed().await
@@ -1326,7 +1326,7 @@ fn test_no_descriptor_leaks() {
                     .server_hostname("localhost")
                     .await?;
                 writer.write(b"x\n")?;
-                assert_eq!(reader.readline().await?, b"x\n");
+                assert_eq!(reader.readline().await?, &b"x\n"[..]);
                 if (i + round) % 2 == 0 {
                     writer.close();
                     writer.wait_closed().await?;

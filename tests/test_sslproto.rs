@@ -549,12 +549,12 @@ fn test_close_during_ssl_over_ssl() {
             move |reader: asyncio::StreamReader, writer: asyncio::StreamWriter| {
                 let (ctx, rest) = (inner_server_ctx.clone(), rest2.clone());
                 async move {
-                    assert_eq!(reader.readline().await?, b"STARTTLS\n");
+                    assert_eq!(reader.readline().await?, &b"STARTTLS\n"[..]);
                     writer.start_tls(&ctx, None).await?;
                     let line = reader.readline().await?;
                     writer.write(&[b"inner: ".as_slice(), &line].concat())?;
                     writer.drain().await?;
-                    *rest.borrow_mut() = Some(reader.read(-1).await?);
+                    *rest.borrow_mut() = Some(reader.read(-1).await?.to_vec());
                     writer.close();
                     Ok(())
                 }
@@ -576,9 +576,9 @@ fn test_close_during_ssl_over_ssl() {
         assert!(format!("{outer:?}").starts_with("<asyncio.sslproto._SSLProtocolTransport"));
         assert!(format!("{inner:?}").starts_with("<asyncio.sslproto._SSLProtocolTransport"));
         writer.write(b"hello\n")?;
-        assert_eq!(reader.readline().await?, b"inner: hello\n");
+        assert_eq!(reader.readline().await?, &b"inner: hello\n"[..]);
         outer.close();
-        assert_eq!(reader.read(-1).await?, b"");
+        assert_eq!(reader.read(-1).await?, &b""[..]);
         writer.wait_closed().await?;
         assert!(inner.is_closing());
         assert!(outer.is_closing());
@@ -1305,7 +1305,7 @@ fn test_start_tls_client_corrupted_ssl() {
             .ssl(&client_sslctx)
             .server_hostname("localhost")
             .await?;
-        assert_eq!(reader.readline().await?, b"A\n");
+        assert_eq!(reader.readline().await?, &b"A\n"[..]);
         writer.write(b"B")?;
         let e = reader.readline().await.unwrap_err();
         assert!(ssl::is_ssl_error(&e), "{e}");

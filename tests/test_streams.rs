@@ -75,7 +75,7 @@ fn test_read_zero() {
     with_loop(|loop_| async move {
         let stream = reader(&loop_);
         stream.feed_data(DATA);
-        assert_eq!(stream.read(0).await?, b"");
+        assert_eq!(stream.read(0).await?, &b""[..]);
         assert_eq!(stream.buffer(), DATA);
         Ok(())
     })
@@ -98,7 +98,7 @@ fn test_read_line_breaks() {
         let stream = reader(&loop_);
         stream.feed_data(b"line1");
         stream.feed_data(b"line2");
-        assert_eq!(stream.read(5).await?, b"line1");
+        assert_eq!(stream.read(5).await?, &b"line1"[..]);
         assert_eq!(stream.buffer(), b"line2");
         Ok(())
     })
@@ -109,7 +109,7 @@ fn test_read_eof() {
     with_loop(|loop_| async move {
         let stream = reader(&loop_);
         feed_soon(&loop_, &stream, &[], true);
-        assert_eq!(stream.read(1024).await?, b"");
+        assert_eq!(stream.read(1024).await?, &b""[..]);
         assert_eq!(stream.buffer(), b"");
         Ok(())
     })
@@ -120,7 +120,7 @@ fn test_read_until_eof() {
     with_loop(|loop_| async move {
         let stream = reader(&loop_);
         feed_soon(&loop_, &stream, &[b"chunk1\n", b"chunk2"], true);
-        assert_eq!(stream.read(-1).await?, b"chunk1\nchunk2");
+        assert_eq!(stream.read(-1).await?, &b"chunk1\nchunk2"[..]);
         assert_eq!(stream.buffer(), b"");
         Ok(())
     })
@@ -131,7 +131,7 @@ fn test_read_exception() {
     with_loop(|loop_| async move {
         let stream = reader(&loop_);
         stream.feed_data(b"line\n");
-        assert_eq!(stream.read(2).await?, b"li");
+        assert_eq!(stream.read(2).await?, &b"li"[..]);
         stream.set_exception(asyncio::Error::bare(ErrorKind::ValueError));
         assert_eq!(
             stream.read(2).await.unwrap_err().kind(),
@@ -156,7 +156,7 @@ fn test_read_limit() {
     with_loop(|loop_| async move {
         let stream = limited(&loop_, 3);
         stream.feed_data(b"chunk");
-        assert_eq!(stream.read(5).await?, b"chunk");
+        assert_eq!(stream.read(5).await?, &b"chunk"[..]);
         assert_eq!(stream.buffer(), b"");
         Ok(())
     })
@@ -173,7 +173,7 @@ fn test_readline() {
             &[b"chunk2 ", b"chunk3 ", b"\n chunk4"],
             false,
         );
-        assert_eq!(stream.readline().await?, b"chunk1 chunk2 chunk3 \n");
+        assert_eq!(stream.readline().await?, &b"chunk1 chunk2 chunk3 \n"[..]);
         assert_eq!(stream.buffer(), b" chunk4");
         Ok(())
     })
@@ -248,7 +248,7 @@ fn test_readline_limit() {
         // The limit is strict.
         let stream = limited(&loop_, 7);
         stream.feed_data(b"1234567\n");
-        assert_eq!(stream.readline().await?, b"1234567\n");
+        assert_eq!(stream.readline().await?, &b"1234567\n"[..]);
         assert_eq!(stream.buffer(), b"");
         stream.feed_data(b"12345678\n");
         let err = stream.readline().await.unwrap_err();
@@ -273,7 +273,7 @@ fn test_readline_nolimit_nowait() {
         let stream = reader(&loop_);
         stream.feed_data(&DATA[..6]);
         stream.feed_data(&DATA[6..]);
-        assert_eq!(stream.readline().await?, b"line1\n");
+        assert_eq!(stream.readline().await?, &b"line1\n"[..]);
         assert_eq!(stream.buffer(), b"line2\nline3\n");
         Ok(())
     })
@@ -285,7 +285,7 @@ fn test_readline_eof() {
         let stream = reader(&loop_);
         stream.feed_data(b"some data");
         stream.feed_eof();
-        assert_eq!(stream.readline().await?, b"some data");
+        assert_eq!(stream.readline().await?, &b"some data"[..]);
         Ok(())
     })
 }
@@ -295,7 +295,7 @@ fn test_readline_empty_eof() {
     with_loop(|loop_| async move {
         let stream = reader(&loop_);
         stream.feed_eof();
-        assert_eq!(stream.readline().await?, b"");
+        assert_eq!(stream.readline().await?, &b""[..]);
         assert_eq!(stream.next_line().await?, None);
         Ok(())
     })
@@ -307,7 +307,7 @@ fn test_readline_read_byte_count() {
         let stream = reader(&loop_);
         stream.feed_data(DATA);
         stream.readline().await?;
-        assert_eq!(stream.read(7).await?, b"line2\nl");
+        assert_eq!(stream.read(7).await?, &b"line2\nl"[..]);
         assert_eq!(stream.buffer(), b"ine3\n");
         Ok(())
     })
@@ -318,7 +318,7 @@ fn test_readline_exception() {
     with_loop(|loop_| async move {
         let stream = reader(&loop_);
         stream.feed_data(b"line\n");
-        assert_eq!(stream.readline().await?, b"line\n");
+        assert_eq!(stream.readline().await?, &b"line\n"[..]);
         stream.set_exception(asyncio::Error::bare(ErrorKind::ValueError));
         assert_eq!(
             stream.readline().await.unwrap_err().kind(),
@@ -357,13 +357,13 @@ fn test_readuntil_multi_chunks() {
     with_loop(|loop_| async move {
         let stream = reader(&loop_);
         stream.feed_data(b"lineAAA");
-        assert_eq!(stream.readuntil(b"AAA").await?, b"lineAAA");
+        assert_eq!(stream.readuntil(&b"AAA"[..]).await?, &b"lineAAA"[..]);
         assert_eq!(stream.buffer(), b"");
         stream.feed_data(b"lineAAA");
-        assert_eq!(stream.readuntil(b"AAA").await?, b"lineAAA");
+        assert_eq!(stream.readuntil(&b"AAA"[..]).await?, &b"lineAAA"[..]);
         assert_eq!(stream.buffer(), b"");
         stream.feed_data(b"lineAAAxxx");
-        assert_eq!(stream.readuntil(b"AAA").await?, b"lineAAA");
+        assert_eq!(stream.readuntil(&b"AAA"[..]).await?, &b"lineAAA"[..]);
         assert_eq!(stream.buffer(), b"xxx");
         Ok(())
     })
@@ -430,12 +430,21 @@ fn test_readuntil_multi_separator() {
     with_loop(|loop_| async move {
         let stream = reader(&loop_);
         stream.feed_data(b"line 1\nline 2\r");
-        assert_eq!(stream.readuntil_any(&[b"\r", b"\n"]).await?, b"line 1\n");
-        assert_eq!(stream.readuntil_any(&[b"\r", b"\n"]).await?, b"line 2\r");
+        assert_eq!(
+            stream.readuntil_any(&[&b"\r"[..], &b"\n"[..]]).await?,
+            &b"line 1\n"[..]
+        );
+        assert_eq!(
+            stream.readuntil_any(&[&b"\r"[..], &b"\n"[..]]).await?,
+            &b"line 2\r"[..]
+        );
         assert_eq!(stream.buffer(), b"");
         // The first end position wins, even for a longer separator.
         stream.feed_data(b"ABCDEFG");
-        assert_eq!(stream.readuntil_any(&[b"DEF", b"BCDE"]).await?, b"ABCDE");
+        assert_eq!(
+            stream.readuntil_any(&[&b"DEF"[..], &b"BCDE"[..]]).await?,
+            &b"ABCDE"[..]
+        );
         assert_eq!(stream.buffer(), b"FG");
         Ok(())
     })
@@ -466,7 +475,7 @@ fn test_readuntil_multi_separator_negative_offset() {
             asyncio::create_task(async move { s.readuntil_any(&[b"A", b"long sep"]).await })?;
         feed_soon(&loop_, &stream, &[b"Z"], false);
         feed_soon(&loop_, &stream, &[b"Aaaa"], false);
-        assert_eq!(task.await?, b"dataZA");
+        assert_eq!(task.await?, &b"dataZA"[..]);
         assert_eq!(stream.buffer(), b"aaa");
         Ok(())
     })
@@ -477,7 +486,7 @@ fn test_readexactly_zero_or_less() {
     with_loop(|loop_| async move {
         let stream = reader(&loop_);
         stream.feed_data(DATA);
-        assert_eq!(stream.readexactly(0).await?, b"");
+        assert_eq!(stream.readexactly(0).await?, &b""[..]);
         assert_eq!(stream.buffer(), DATA);
         Ok(())
     })
@@ -500,7 +509,7 @@ fn test_readexactly_limit() {
     with_loop(|loop_| async move {
         let stream = limited(&loop_, 3);
         stream.feed_data(b"chunk");
-        assert_eq!(stream.readexactly(5).await?, b"chunk");
+        assert_eq!(stream.readexactly(5).await?, &b"chunk"[..]);
         assert_eq!(stream.buffer(), b"");
         Ok(())
     })
@@ -530,7 +539,7 @@ fn test_readexactly_exception() {
     with_loop(|loop_| async move {
         let stream = reader(&loop_);
         stream.feed_data(b"line\n");
-        assert_eq!(stream.readexactly(2).await?, b"li");
+        assert_eq!(stream.readexactly(2).await?, &b"li"[..]);
         stream.set_exception(asyncio::Error::bare(ErrorKind::ValueError));
         assert_eq!(
             stream.readexactly(2).await.unwrap_err().kind(),
@@ -602,7 +611,7 @@ fn two_readers_at_once_are_refused() {
             "readuntil() called while another coroutine is already waiting for incoming data"
         );
         stream.feed_data(b"x");
-        assert_eq!(t.await?, b"x");
+        assert_eq!(t.await?, &b"x"[..]);
         Ok(())
     })
 }
@@ -615,7 +624,7 @@ async fn echo_line(reader: StreamReader, writer: StreamWriter) -> Result<()> {
     writer.wait_closed().await
 }
 
-async fn tcp_client(port: u16) -> Result<Vec<u8>> {
+async fn tcp_client(port: u16) -> Result<asyncio::Bytes> {
     let (reader, writer) = open_connection("127.0.0.1", port).await?;
     writer.write(b"hello world!\n")?;
     let back = reader.readline().await?;
@@ -639,7 +648,7 @@ fn test_start_server() {
         let sock = std::net::TcpListener::bind("127.0.0.1:0")?;
         let server = start_server(echo_line, "", 0).sock(sock).await?;
         let port = server_port(&server);
-        assert_eq!(tcp_client(port).await?, b"hello world!\n");
+        assert_eq!(tcp_client(port).await?, &b"hello world!\n"[..]);
         server.close();
         server.wait_closed().await?;
         // A plain function that starts its own task.
@@ -653,7 +662,7 @@ fn test_start_server() {
         )
         .await?;
         let port = server_port(&server);
-        assert_eq!(tcp_client(port).await?, b"hello world!\n");
+        assert_eq!(tcp_client(port).await?, &b"hello world!\n"[..]);
         server.close();
         server.wait_closed().await?;
         assert!(seen.borrow().is_empty());
@@ -671,7 +680,7 @@ fn test_start_unix_server() {
         let server = start_unix_server(echo_line, &path).await?;
         let (reader, writer) = open_unix_connection(&path).await?;
         writer.write(b"hello world!\n")?;
-        assert_eq!(reader.readline().await?, b"hello world!\n");
+        assert_eq!(reader.readline().await?, &b"hello world!\n"[..]);
         writer.close();
         writer.wait_closed().await?;
         server.close();
@@ -709,7 +718,7 @@ fn test_read_all_from_pipe_reader() {
         let stdout = child.stdout.take().unwrap();
         let p = protocol.clone();
         let (transport, _) = loop_.connect_read_pipe(move || p, stdout).await?;
-        assert_eq!(stream.read(-1).await?, b"data");
+        assert_eq!(stream.read(-1).await?, &b"data"[..]);
         transport.close();
         child.wait()?;
         Ok(())
@@ -846,7 +855,7 @@ fn test_wait_closed_on_close() {
         let (port, server) = http_server();
         let (rd, wr) = open_connection("127.0.0.1", port).await?;
         wr.write(b"GET / HTTP/1.0\r\n\r\n")?;
-        assert_eq!(rd.readline().await?, b"HTTP/1.0 200 OK\r\n");
+        assert_eq!(rd.readline().await?, &b"HTTP/1.0 200 OK\r\n"[..]);
         assert!(rd.read(-1).await?.ends_with(b"\r\n\r\nTest message"));
         assert!(!wr.is_closing());
         wr.close();
@@ -863,7 +872,7 @@ fn test_wait_closed_on_close_with_unread_data() {
         let (port, server) = http_server();
         let (rd, wr) = open_connection("127.0.0.1", port).await?;
         wr.write(b"GET / HTTP/1.0\r\n\r\n")?;
-        assert_eq!(rd.readline().await?, b"HTTP/1.0 200 OK\r\n");
+        assert_eq!(rd.readline().await?, &b"HTTP/1.0 200 OK\r\n"[..]);
         wr.close();
         wr.wait_closed().await?;
         server.join().unwrap();
@@ -878,7 +887,7 @@ fn test_async_writer_api_exception_after_close() {
         let (port, server) = http_server();
         let (rd, wr) = open_connection("127.0.0.1", port).await?;
         wr.write(b"GET / HTTP/1.0\r\n\r\n")?;
-        assert_eq!(rd.readline().await?, b"HTTP/1.0 200 OK\r\n");
+        assert_eq!(rd.readline().await?, &b"HTTP/1.0 200 OK\r\n"[..]);
         assert!(rd.read(-1).await?.ends_with(b"Test message"));
         wr.close();
         wr.write(b"data")?;
@@ -900,7 +909,7 @@ fn test_eof_feed_when_closing_writer() {
         wr.close();
         wr.wait_closed().await?;
         assert!(rd.at_eof());
-        assert_eq!(rd.read(-1).await?, b"");
+        assert_eq!(rd.read(-1).await?, &b""[..]);
         server.join().unwrap();
         assert!(seen.borrow().is_empty());
         Ok(())
@@ -915,7 +924,7 @@ fn test_unclosed_resource_warnings() {
             let (port, server) = http_server();
             let (rd, wr) = open_connection("127.0.0.1", port).await?;
             wr.write(b"GET / HTTP/1.0\r\n\r\n")?;
-            assert_eq!(rd.readline().await?, b"HTTP/1.0 200 OK\r\n");
+            assert_eq!(rd.readline().await?, &b"HTTP/1.0 200 OK\r\n"[..]);
             assert!(rd.read(-1).await?.ends_with(b"Test message"));
             let transport = wr.transport();
             drop(wr);
@@ -1058,6 +1067,45 @@ fn reading_pauses_above_twice_the_limit_and_resumes_below_it() {
     })
 }
 
+/// The transport reads straight into the reader's buffer and reads hand
+/// out pieces of it: pieces kept while later data arrives (in one block,
+/// then in new ones) keep their bytes, and a 1 MiB stream comes through
+/// whole, in order.
+#[test]
+fn pieces_read_from_a_connection_stay_intact_while_reading_goes_on() {
+    with_loop(|_loop| async move {
+        let (a, mut b) = std::os::unix::net::UnixStream::pair()?;
+        let (reader, writer) = open_connection("", 0).sock(a).await?;
+        let mut lines = Vec::new();
+        for i in 0..300 {
+            // One line per transport read: the next is sent once this one is in.
+            b.write_all(format!("line {i:04} {}\n", "x".repeat(i % 50)).as_bytes())?;
+            lines.push(reader.readline().await?);
+        }
+        for (i, line) in lines.iter().enumerate() {
+            assert_eq!(line, &format!("line {i:04} {}\n", "x".repeat(i % 50)));
+        }
+        let big: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
+        let sender = std::thread::spawn(move || b.write_all(&big).map(|()| b));
+        let mut got = Vec::new();
+        let mut pieces = Vec::new();
+        while got.len() < 1 << 20 {
+            let piece = reader.read(65536).await?;
+            assert!(!piece.is_empty());
+            got.extend_from_slice(&piece);
+            pieces.push(piece);
+        }
+        let b = sender.join().unwrap()?;
+        drop(b);
+        assert_eq!(reader.read(-1).await?, "");
+        assert!(got.iter().enumerate().all(|(i, &v)| v == (i % 251) as u8));
+        let joined: Vec<u8> = pieces.iter().flat_map(|p| p.iter().copied()).collect();
+        assert_eq!(joined, got);
+        writer.close();
+        Ok(())
+    })
+}
+
 #[test]
 fn dropping_the_reader_leaves_the_writer_working() {
     with_loop(|_loop| async move {
@@ -1104,7 +1152,7 @@ fn descriptors_come_back_after_many_connections() {
         let server = start_server(echo_line, "127.0.0.1", 0).await?;
         let port = server_port(&server);
         for _ in 0..n {
-            assert_eq!(tcp_client(port).await?, b"hello world!\n");
+            assert_eq!(tcp_client(port).await?, &b"hello world!\n"[..]);
         }
         server.close();
         server.wait_closed().await?;
@@ -1138,7 +1186,7 @@ fn test_read_cancelled_after_wakeup_keeps_data() {
         assert!(t.cancel());
         assert!(t.take().await.unwrap_err().is_cancelled());
         assert_eq!(s.buffer(), b"abc");
-        assert_eq!(s.read(10).await?, b"abc");
+        assert_eq!(s.read(10).await?, &b"abc"[..]);
         Ok(())
     })
 }
@@ -1155,7 +1203,7 @@ fn test_read_cancelled_while_waiting() {
         assert!(t.take().await.unwrap_err().is_cancelled());
         assert_eq!(format!("{s:?}"), "<StreamReader>");
         feed_soon(&loop_, &s, &[b"late"], false);
-        assert_eq!(s.read(10).await?, b"late");
+        assert_eq!(s.read(10).await?, &b"late"[..]);
         Ok(())
     })
 }
@@ -1173,10 +1221,10 @@ fn test_second_read_after_wakeup() {
         let r2 = s.clone();
         let t2 = asyncio::create_task(async move { r2.read(10).await })?;
         asyncio::sleep(0.0).await?;
-        assert_eq!(t1.take().await?, b"one");
+        assert_eq!(t1.take().await?, &b"one"[..]);
         assert!(!t2.done());
         s.feed_eof();
-        assert_eq!(t2.take().await?, b"");
+        assert_eq!(t2.take().await?, &b""[..]);
         Ok(())
     })
 }

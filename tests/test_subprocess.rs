@@ -28,7 +28,7 @@ fn test_stdin_stdout() {
         stdin.close();
         let data = proc.stdout.as_ref().unwrap().read(-1).await?;
         assert_eq!(proc.wait().await?, 0);
-        assert_eq!(data, b"some data");
+        assert_eq!(data, &b"some data"[..]);
         Ok(())
     })
 }
@@ -144,7 +144,7 @@ fn test_send_signal() {
             .stdout(PIPE)
             .await?;
         let line = proc.stdout.as_ref().unwrap().readline().await?;
-        assert_eq!(line, b"sleeping\n");
+        assert_eq!(line, &b"sleeping\n"[..]);
         proc.send_signal(SIGHUP)?;
         assert_eq!(proc.wait().await?, -SIGHUP);
         Ok(())
@@ -223,7 +223,10 @@ fn test_stdin_not_inheritable() {
             .close_fds(false)
             .await?;
         let (stdout, _) = proc.communicate(Some(b"abc")).await?;
-        assert_eq!(String::from_utf8(stdout.unwrap()).unwrap().trim(), "3");
+        assert_eq!(
+            String::from_utf8(stdout.unwrap().to_vec()).unwrap().trim(),
+            "3"
+        );
         assert_eq!(proc.wait().await?, 0);
         Ok(())
     })
@@ -238,7 +241,10 @@ fn test_empty_input() {
             .stderr(PIPE)
             .await?;
         let (stdout, _) = proc.communicate(Some(b"")).await?;
-        assert_eq!(String::from_utf8(stdout.unwrap()).unwrap().trim(), "0");
+        assert_eq!(
+            String::from_utf8(stdout.unwrap().to_vec()).unwrap().trim(),
+            "0"
+        );
         assert_eq!(proc.wait().await?, 0);
         Ok(())
     })
@@ -252,7 +258,10 @@ fn test_devnull_input_output_error() {
             .stdout(PIPE)
             .await?;
         let (stdout, _) = proc.communicate(None).await?;
-        assert_eq!(String::from_utf8(stdout.unwrap()).unwrap().trim(), "0");
+        assert_eq!(
+            String::from_utf8(stdout.unwrap().to_vec()).unwrap().trim(),
+            "0"
+        );
         assert!(proc.stdin.is_none());
         let proc = create_subprocess_shell("echo out; echo err >&2")
             .stdin(PIPE)
@@ -440,7 +449,7 @@ fn test_subprocess_communicate_stdout() {
                     .stdout(PIPE)
                     .await?;
                 let (stdout, _) = proc.communicate(None).await?;
-                Ok(String::from_utf8(stdout.unwrap())
+                Ok(String::from_utf8(stdout.unwrap().to_vec())
                     .unwrap()
                     .trim()
                     .to_owned())

@@ -144,7 +144,9 @@ fn the_same_program_under_real_time_gives_the_same_order() {
 }
 
 /// `reader.readline()` as a `'static` coroutine (for `wait_for`).
-fn readline(reader: &StreamReader) -> impl std::future::Future<Output = Result<Vec<u8>>> + 'static {
+fn readline(
+    reader: &StreamReader,
+) -> impl std::future::Future<Output = Result<asyncio::Bytes>> + 'static {
     let reader = reader.clone();
     async move { reader.readline().await }
 }
@@ -160,7 +162,7 @@ fn tcp_exchange_under_virtual_time() {
         let server = start_server(
             |reader: StreamReader, writer: StreamWriter| async move {
                 while let Some(line) = reader.next_line().await? {
-                    if line == b"slow\n" {
+                    if line == "slow\n" {
                         asyncio::sleep(30.0).await?;
                     }
                     writer.write(&line)?;
@@ -179,12 +181,12 @@ fn tcp_exchange_under_virtual_time() {
         for _ in 0..20 {
             writer.write(b"quick\n")?;
             let line = asyncio::wait_for(readline(&reader), 0.001).await?;
-            assert_eq!(line, b"quick\n");
+            assert_eq!(line, &b"quick\n"[..]);
         }
         note(&t, &loop_, "20 quick answers");
         writer.write(b"slow\n")?;
         let line = asyncio::wait_for(readline(&reader), 60.0).await?;
-        assert_eq!(line, b"slow\n");
+        assert_eq!(line, &b"slow\n"[..]);
         note(&t, &loop_, "slow answer");
         writer.write(b"slow\n")?;
         let e = asyncio::wait_for(readline(&reader), 10.0)

@@ -44,6 +44,11 @@ pub use base_events::{
     AbstractNetwork, AbstractServer, AddrInfo, EventLoop, Listener, Server, SourceLocation,
     ThreadsafeHandle, ThreadsafeLoop,
 };
+/// Python's `bytes` as the streams give them: an immutable, cheaply cloned
+/// and sliced byte string ([`bytes::Bytes`], the type Tokio's ecosystem
+/// shares). It derefs to `[u8]`, compares with `&[u8]`, `&str` and
+/// `Vec<u8>`, and prints as `b"..."`.
+pub use bytes::Bytes;
 pub use events::{
     _get_running_loop, _set_running_loop, get_running_loop, AbstractEventLoop,
     AbstractEventLoopPolicy, BaseDefaultEventLoopPolicy, CallbackResult, Delay, Handle,

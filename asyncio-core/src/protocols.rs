@@ -60,7 +60,10 @@ use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
+use bytes::BytesMut;
+
 use crate::exceptions::{Error, Result};
+use crate::streams::StreamReaderProtocol;
 use crate::transports::{DatagramTransport, SubprocessTransport, Transport};
 use crate::Address;
 
@@ -198,6 +201,12 @@ trait StreamCalls {
         read: &mut dyn FnMut(&mut [u8]) -> ReadOutcome,
     ) -> Result<ReadOutcome>;
     fn buffer_updated(&self, nbytes: usize) -> Result<()>;
+    fn read_into_bytes(
+        &self,
+        _read: &mut dyn FnMut(&mut BytesMut) -> ReadOutcome,
+    ) -> Result<ReadOutcome> {
+        Ok(ReadOutcome::Pending)
+    }
     fn eof_received(&self) -> Result<bool>;
     fn connection_lost(&self, exc: Option<Error>) -> Result<()>;
     fn pause_writing(&self) -> Result<()>;
@@ -219,6 +228,45 @@ pub enum ReadOutcome {
 
 struct Streaming<P>(Rc<P>);
 struct BufferedShim<P>(Rc<P>);
+/// The streams' protocol, whose reader the transport reads into directly.
+struct StreamReaderShim(Rc<StreamReaderProtocol>);
+
+impl StreamCalls for StreamReaderShim {
+    fn connection_made(&self, transport: Rc<dyn Transport>) -> Result<()> {
+        Protocol::connection_made(&self.0, transport)
+    }
+    fn data_received(&self, data: &[u8]) -> Result<()> {
+        self.0.data_received(data)
+    }
+    fn read_into(
+        &self,
+        _sizehint: Option<usize>,
+        _read: &mut dyn FnMut(&mut [u8]) -> ReadOutcome,
+    ) -> Result<ReadOutcome> {
+        Ok(ReadOutcome::Pending)
+    }
+    fn buffer_updated(&self, _nbytes: usize) -> Result<()> {
+        Ok(())
+    }
+    fn read_into_bytes(
+        &self,
+        read: &mut dyn FnMut(&mut BytesMut) -> ReadOutcome,
+    ) -> Result<ReadOutcome> {
+        Ok(self.0.read_into_reader(read))
+    }
+    fn eof_received(&self) -> Result<bool> {
+        Protocol::eof_received(&self.0)
+    }
+    fn connection_lost(&self, exc: Option<Error>) -> Result<()> {
+        self.0.connection_lost(exc)
+    }
+    fn pause_writing(&self) -> Result<()> {
+        self.0.pause_writing()
+    }
+    fn resume_writing(&self) -> Result<()> {
+        self.0.resume_writing()
+    }
+}
 
 impl<P: Protocol> StreamCalls for Streaming<P> {
     fn connection_made(&self, transport: Rc<dyn Transport>) -> Result<()> {
@@ -311,6 +359,7 @@ pub struct StreamProtocolRef {
     calls: Rc<dyn StreamCalls>,
     any: Rc<dyn Any>,
     buffered: bool,
+    reads_into_bytes: bool,
     name: &'static str,
 }
 
@@ -321,10 +370,17 @@ fn guarded<R>(f: impl FnOnce() -> Result<R>) -> Result<R> {
 impl StreamProtocolRef {
     /// Wraps a shared [`Protocol`].
     pub fn new<P: Protocol>(protocol: Rc<P>) -> StreamProtocolRef {
+        let any: Rc<dyn Any> = protocol.clone();
+        let (calls, reads_into_bytes): (Rc<dyn StreamCalls>, bool) =
+            match any.clone().downcast::<StreamReaderProtocol>() {
+                Ok(streams) => (Rc::new(StreamReaderShim(streams)), true),
+                Err(_) => (Rc::new(Streaming(protocol)), false),
+            };
         StreamProtocolRef {
-            calls: Rc::new(Streaming(protocol.clone())),
-            any: protocol,
+            calls,
+            any,
             buffered: false,
+            reads_into_bytes,
             name: std::any::type_name::<P>(),
         }
     }
@@ -335,6 +391,7 @@ impl StreamProtocolRef {
             calls: Rc::new(BufferedShim(protocol.clone())),
             any: protocol,
             buffered: true,
+            reads_into_bytes: false,
             name: std::any::type_name::<P>(),
         }
     }
@@ -347,6 +404,24 @@ impl StreamProtocolRef {
     /// `true` for a [`BufferedProtocol`].
     pub fn is_buffered(&self) -> bool {
         self.buffered
+    }
+
+    /// `true` for a protocol that takes its bytes through
+    /// [`read_into_bytes`](StreamProtocolRef::read_into_bytes) (the streams'
+    /// [`StreamReaderProtocol`]) rather than `data_received`.
+    pub fn reads_into_bytes(&self) -> bool {
+        self.reads_into_bytes
+    }
+
+    /// For a protocol that [`reads_into_bytes`](StreamProtocolRef::reads_into_bytes):
+    /// `read` appends to the protocol's own buffer (with room reserved), so
+    /// the bytes are not copied (what `data_received` does, minus the copy).
+    /// Other protocols: `Pending`.
+    pub fn read_into_bytes(
+        &self,
+        mut read: impl FnMut(&mut BytesMut) -> ReadOutcome,
+    ) -> Result<ReadOutcome> {
+        guarded(|| self.calls.read_into_bytes(&mut read))
     }
 
     /// `true` if both refer to the same protocol object.

@@ -323,10 +323,10 @@ impl Process {
     pub async fn communicate(
         &self,
         input: Option<&[u8]>,
-    ) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+    ) -> Result<(Option<bytes::Bytes>, Option<bytes::Bytes>)> {
         let debug = self.loop_.get_debug();
         let read =
-            |fd: i32, stream: &Option<StreamReader>| -> Result<Option<crate::Task<Vec<u8>>>> {
+            |fd: i32, stream: &Option<StreamReader>| -> Result<Option<crate::Task<bytes::Bytes>>> {
                 let Some(stream) = stream.clone() else {
                     return Ok(None);
                 };

@@ -77,6 +77,16 @@ pub(crate) enum Stream {
     Unix(UnixStream),
 }
 
+impl tokio::io::AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Stream::poll_read(self.get_mut(), cx, buf)
+    }
+}
+
 impl Stream {
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match self {
@@ -242,6 +252,7 @@ pub(crate) struct SocketTransport {
     protocol: RefCell<Option<StreamProtocolRef>>,
     info: SocketInfo,
     is_buffered: Cell<bool>,
+    reads_into_bytes: Cell<bool>,
     flow: FlowControl,
 }
 
@@ -266,6 +277,7 @@ impl SocketTransport {
         };
         let registration = loop_.new_registration()?;
         let is_buffered = protocol.is_buffered();
+        let reads_into_bytes = protocol.reads_into_bytes();
         let transport = Rc::new_cyclic(|this| SocketTransport {
             this: this.clone(),
             loop_: loop_.non_owning(),
@@ -291,6 +303,7 @@ impl SocketTransport {
             protocol: RefCell::new(Some(protocol)),
             info,
             is_buffered: Cell::new(is_buffered),
+            reads_into_bytes: Cell::new(reads_into_bytes),
         });
         transport
             .registration
@@ -528,7 +541,9 @@ impl SocketTransport {
         if !self.state.borrow().reader_active() {
             return;
         }
-        if self.is_buffered.get() {
+        if self.reads_into_bytes.get() {
+            self.read_into_protocol_bytes();
+        } else if self.is_buffered.get() {
             self.read_into_protocol_buffer();
         } else {
             self.read_data();
@@ -649,6 +664,43 @@ impl SocketTransport {
                 }
                 self.rearm_reader();
             }
+        }
+    }
+
+    /// The streams' protocol: read straight into its reader's buffer.
+    fn read_into_protocol_bytes(&self) {
+        let Some(protocol) = self.current_protocol() else {
+            return;
+        };
+        let outcome = protocol.read_into_bytes(|buf| {
+            let mut st = self.state.borrow_mut();
+            let Some(stream) = st.stream.as_mut() else {
+                return ReadOutcome::Pending;
+            };
+            let mut cx = Context::from_waker(self.registration.waker());
+            match tokio_util::io::poll_read_buf(Pin::new(stream), &mut cx, buf) {
+                Poll::Pending => ReadOutcome::Pending,
+                Poll::Ready(Ok(n)) => ReadOutcome::Read(n),
+                Poll::Ready(Err(e))
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    ReadOutcome::Retry
+                }
+                Poll::Ready(Err(e)) => ReadOutcome::Failed(e),
+            }
+        });
+        match outcome {
+            Ok(ReadOutcome::Pending) => {}
+            Ok(ReadOutcome::Retry) => self.registration.schedule(),
+            Err(e) => self.fatal_error(e, "Fatal error: protocol.data_received() call failed."),
+            Ok(ReadOutcome::Failed(e)) => {
+                self.fatal_error(Error::from(e), "Fatal read error on socket transport")
+            }
+            Ok(ReadOutcome::Read(0)) => self.on_eof(),
+            Ok(ReadOutcome::Read(_)) => self.rearm_reader(),
         }
     }
 
@@ -1059,6 +1111,7 @@ impl Transport for SocketTransport {
             return;
         }
         self.is_buffered.set(protocol.is_buffered());
+        self.reads_into_bytes.set(protocol.reads_into_bytes());
         let old = self.protocol.borrow_mut().replace(protocol);
         drop(old);
         self.state.borrow_mut().protocol_connected = true;

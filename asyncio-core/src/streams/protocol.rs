@@ -199,6 +199,18 @@ impl StreamReaderProtocol {
         })
     }
 
+    /// `data_received` without the copy: `read` appends to the reader's
+    /// buffer (or to a scratch buffer, dropped, when there is no reader).
+    pub(crate) fn read_into_reader(
+        &self,
+        read: &mut dyn FnMut(&mut bytes::BytesMut) -> crate::protocols::ReadOutcome,
+    ) -> crate::protocols::ReadOutcome {
+        match self.stream_reader() {
+            Some(reader) => reader.read_into_buffer(read),
+            None => read(&mut bytes::BytesMut::with_capacity(4096)),
+        }
+    }
+
     fn stream_reader(&self) -> Option<StreamReader> {
         let weak = self.reader.borrow().clone()?;
         weak.upgrade().map(StreamReader::from_state)

@@ -4,63 +4,82 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::rc::Rc;
 
+use bytes::{Bytes, BytesMut};
+
 use crate::base_events::EventLoop;
 use crate::exceptions::{Error, ErrorKind, Result};
+use crate::protocols::ReadOutcome;
 use crate::transports::Transport;
-use crate::wait_slot::WaitSlot;
+use crate::wait_slot::{SlotWait, WaitSlot};
 
 /// `asyncio.streams._DEFAULT_LIMIT`: 64 KiB.
 pub const DEFAULT_LIMIT: usize = 64 * 1024;
 
-/// The bytes received and not read yet: a vector read from the front
-/// (compacted as it empties, so reads are not quadratic).
-#[derive(Default)]
+/// The smallest and largest room made for one read straight into the
+/// buffer. The room adapts to what reads bring (doubling while they fill
+/// it), so a reader of small messages reserves little, and a held chunk pins
+/// at most a few times its own size.
+const READ_ROOM_MIN: usize = 4 * 1024;
+const READ_ROOM_MAX: usize = 64 * 1024;
+
+/// The bytes received and not read yet. Reads split their bytes off its
+/// front without copying (a [`Bytes`] sharing the allocation); once those
+/// are dropped, the space is reused for the next read.
 struct Buffer {
-    data: Vec<u8>,
-    start: usize,
+    data: BytesMut,
+    read_room: usize,
+}
+
+impl Default for Buffer {
+    fn default() -> Buffer {
+        Buffer {
+            data: BytesMut::new(),
+            read_room: READ_ROOM_MIN,
+        }
+    }
 }
 
 impl Buffer {
     fn bytes(&self) -> &[u8] {
-        &self.data[self.start..]
+        &self.data
     }
     fn len(&self) -> usize {
-        self.data.len() - self.start
+        self.data.len()
     }
     fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.data.is_empty()
     }
     fn extend(&mut self, data: &[u8]) {
-        if self.data.is_empty() {
-            // The usual case (the last read took everything): one exact
-            // allocation rather than a growth from zero.
-            self.data = data.to_vec();
-            self.start = 0;
-            return;
-        }
-        if self.start > 0 && self.start >= self.data.len() / 2 {
-            self.data.drain(..self.start);
-            self.start = 0;
-        }
         self.data.extend_from_slice(data);
     }
+    /// Makes room for a read straight into the buffer: at least half the
+    /// read room (so the space freed by reads is reclaimed only every few
+    /// reads), a full room when it has to be made.
+    fn reserve_for_read(&mut self) -> &mut BytesMut {
+        if self.data.capacity() - self.data.len() < self.read_room / 2 {
+            self.data.reserve(self.read_room);
+        }
+        &mut self.data
+    }
+    /// A read brought `n` bytes: the room grows while reads fill it and
+    /// shrinks when they bring far less.
+    fn note_read(&mut self, n: usize) {
+        if n >= self.read_room {
+            self.read_room = (self.read_room * 2).min(READ_ROOM_MAX);
+        } else if n < self.read_room / 4 {
+            self.read_room = (self.read_room / 2).max(READ_ROOM_MIN);
+        }
+    }
     /// Removes and returns the first `n` bytes (at most all).
-    fn take(&mut self, n: usize) -> Vec<u8> {
+    fn take(&mut self, n: usize) -> Bytes {
         let n = n.min(self.len());
-        if self.start == 0 && n == self.data.len() {
-            return std::mem::take(&mut self.data);
+        if n == 0 {
+            return Bytes::new();
         }
-        let out = self.data[self.start..self.start + n].to_vec();
-        self.start += n;
-        if self.start == self.data.len() {
-            self.data.clear();
-            self.start = 0;
-        }
-        out
+        self.data.split_to(n).freeze()
     }
     fn clear(&mut self) {
         self.data.clear();
-        self.start = 0;
     }
     fn find(&self, needle: &[u8], from: usize) -> Option<usize> {
         let hay = self.bytes();
@@ -95,6 +114,12 @@ pub(crate) struct ReaderState {
 /// Reads from a connection (Python's `asyncio.StreamReader`): bytes fed by
 /// its protocol, read with `read`, `readline`, `readexactly`, `readuntil`.
 ///
+/// Reads give [`Bytes`] (Python's `bytes`): pieces split off the reader's
+/// buffer, which the transport reads into directly, so no byte is copied
+/// between the socket and the caller. A piece keeps alive the block of the
+/// buffer it came from (4 to 64 KiB, shared with its neighbours); copy it
+/// (`to_vec()`) to hold many small pieces for long.
+///
 /// A cheap handle: clones share the reader. Only one coroutine may wait for
 /// data at a time (`RuntimeError("read() called while another coroutine is
 /// already waiting for incoming data")`). Reading pauses the transport
@@ -113,7 +138,7 @@ pub(crate) struct ReaderState {
 ///     }
 ///     Ok(lines)
 /// })?;
-/// assert_eq!(lines, [b"line one\n".to_vec(), b"line two\n".to_vec()]);
+/// assert_eq!(lines, [&b"line one\n"[..], &b"line two\n"[..]]);
 /// # Ok::<(), asyncio_core::Error>(())
 /// ```
 #[derive(Clone)]
@@ -217,11 +242,38 @@ impl StreamReader {
         if data.is_empty() || self.state.eof.get() {
             return;
         }
-        let buffered = {
+        self.state.buffer.borrow_mut().extend(data);
+        self.data_added();
+    }
+
+    /// For a transport reading straight into this reader (as `feed_data`
+    /// without the copy): `read` gets the buffer with room reserved and
+    /// appends what it reads. Bytes read after `feed_eof` are dropped.
+    pub(crate) fn read_into_buffer(
+        &self,
+        read: &mut dyn FnMut(&mut BytesMut) -> ReadOutcome,
+    ) -> ReadOutcome {
+        if self.state.eof.get() {
+            return read(&mut BytesMut::with_capacity(READ_ROOM_MIN));
+        }
+        let outcome = {
             let mut buffer = self.state.buffer.borrow_mut();
-            buffer.extend(data);
-            buffer.len()
+            let outcome = read(buffer.reserve_for_read());
+            if let ReadOutcome::Read(n) = outcome {
+                buffer.note_read(n);
+            }
+            outcome
         };
+        if matches!(outcome, ReadOutcome::Read(n) if n > 0) {
+            self.data_added();
+        }
+        outcome
+    }
+
+    /// Bytes were appended: wakes the waiting read, pauses the transport
+    /// above twice the limit.
+    fn data_added(&self) {
+        let buffered = self.state.buffer.borrow().len();
         self.wakeup_waiter();
         if !self.state.paused.get() && buffered > 2 * self.state.limit {
             let transport = self.state.transport.borrow().clone();
@@ -232,8 +284,9 @@ impl StreamReader {
         }
     }
 
-    /// CPython's `_wait_for_data`.
-    async fn wait_for_data(&self, func_name: &str) -> Result<()> {
+    /// CPython's `_wait_for_data`: the wait to await (not itself a
+    /// coroutine, so that a read's state machine has one level less).
+    fn wait_for_data(&self, func_name: &str) -> Result<SlotWait<'_>> {
         if self.state.waiter.is_waiting() {
             return Err(Error::runtime(format!(
                 "{func_name}() called while another coroutine is already waiting for incoming data"
@@ -247,12 +300,12 @@ impl StreamReader {
                 t.resume_reading();
             }
         }
-        self.state.waiter.wait(&self.state.loop_).await
+        Ok(self.state.waiter.wait(&self.state.loop_))
     }
 
-    fn check_exception(&self) -> Result<()> {
-        match self.exception() {
-            Some(e) => Err(e),
+    pub(crate) fn check_exception(&self) -> Result<()> {
+        match &*self.state.exception.borrow() {
+            Some(e) => Err(e.clone()),
             None => Ok(()),
         }
     }
@@ -262,12 +315,12 @@ impl StreamReader {
     ///
     /// Errors: `ValueError` with the `LimitOverrunError`'s message for a
     /// line longer than the limit (the line, or the buffer, is dropped).
-    pub async fn readline(&self) -> Result<Vec<u8>> {
+    pub async fn readline(&self) -> Result<Bytes> {
         let sep = b"\n";
         match self.readuntil(sep).await {
             Ok(line) => Ok(line),
             Err(e) if e.kind() == ErrorKind::IncompleteReadError => {
-                Ok(e.partial().unwrap_or_default().to_vec())
+                Ok(Bytes::copy_from_slice(e.partial().unwrap_or_default()))
             }
             Err(e) if e.kind() == ErrorKind::LimitOverrunError => {
                 let consumed = e.consumed().unwrap_or(0);
@@ -287,7 +340,7 @@ impl StreamReader {
     }
 
     /// `async for line in reader`: the next line, `None` at the end.
-    pub async fn next_line(&self) -> Result<Option<Vec<u8>>> {
+    pub async fn next_line(&self) -> Result<Option<Bytes>> {
         let line = self.readline().await?;
         Ok((!line.is_empty()).then_some(line))
     }
@@ -300,7 +353,7 @@ impl StreamReader {
     /// is longer than limit"`, `"Separator is not found, and chunk exceed
     /// the limit"`; the data stays buffered); `ValueError("Separator should
     /// be at least one-byte string")`.
-    pub async fn readuntil(&self, separator: impl AsRef<[u8]>) -> Result<Vec<u8>> {
+    pub async fn readuntil(&self, separator: impl AsRef<[u8]>) -> Result<Bytes> {
         self.readuntil_any(&[separator.as_ref()]).await
     }
 
@@ -309,7 +362,7 @@ impl StreamReader {
     ///
     /// Errors: as [`readuntil`](StreamReader::readuntil), and
     /// `ValueError("Separator should contain at least one element")`.
-    pub async fn readuntil_any(&self, separators: &[&[u8]]) -> Result<Vec<u8>> {
+    pub async fn readuntil_any(&self, separators: &[&[u8]]) -> Result<Bytes> {
         let mut separators: Vec<&[u8]> = separators.to_vec();
         separators.sort_by_key(|s| s.len());
         let (Some(first), Some(last)) = (separators.first(), separators.last()) else {
@@ -355,9 +408,9 @@ impl StreamReader {
             }
             if self.state.eof.get() {
                 let chunk = self.state.buffer.borrow_mut().take(usize::MAX);
-                return Err(Error::incomplete_read(chunk, None));
+                return Err(Error::incomplete_read(chunk.into(), None));
             }
-            self.wait_for_data("readuntil").await?;
+            self.wait_for_data("readuntil")?.await?;
         };
         if match_start > limit {
             return Err(Error::limit_overrun(
@@ -372,25 +425,25 @@ impl StreamReader {
 
     /// `await reader.read(n)`: up to `n` bytes as soon as any are there;
     /// `n < 0` (Python's `-1`) reads to the end; `b""` at the end.
-    pub async fn read(&self, n: isize) -> Result<Vec<u8>> {
+    pub async fn read(&self, n: isize) -> Result<Bytes> {
         self.check_exception()?;
         if n == 0 {
-            return Ok(Vec::new());
+            return Ok(Bytes::new());
         }
         if n < 0 {
             // Chunks of the limit until the end, so that a paused
             // transport is resumed (CPython's loop of read(limit)).
-            let mut all = Vec::new();
+            let mut all = BytesMut::new();
             loop {
                 let block = Box::pin(self.read(self.state.limit as isize)).await?;
                 if block.is_empty() {
-                    return Ok(all);
+                    return Ok(all.freeze());
                 }
                 all.extend_from_slice(&block);
             }
         }
         if self.state.buffer.borrow().is_empty() && !self.state.eof.get() {
-            self.wait_for_data("read").await?;
+            self.wait_for_data("read")?.await?;
         }
         let data = self.state.buffer.borrow_mut().take(n as usize);
         self.maybe_resume_transport();
@@ -401,17 +454,17 @@ impl StreamReader {
     ///
     /// Errors: `IncompleteReadError` (`partial`, `expected`) if the stream
     /// ends first.
-    pub async fn readexactly(&self, n: usize) -> Result<Vec<u8>> {
+    pub async fn readexactly(&self, n: usize) -> Result<Bytes> {
         self.check_exception()?;
         if n == 0 {
-            return Ok(Vec::new());
+            return Ok(Bytes::new());
         }
         while self.state.buffer.borrow().len() < n {
             if self.state.eof.get() {
                 let incomplete = self.state.buffer.borrow_mut().take(usize::MAX);
-                return Err(Error::incomplete_read(incomplete, Some(n)));
+                return Err(Error::incomplete_read(incomplete.into(), Some(n)));
             }
-            self.wait_for_data("readexactly").await?;
+            self.wait_for_data("readexactly")?.await?;
         }
         let data = self.state.buffer.borrow_mut().take(n);
         self.maybe_resume_transport();
@@ -421,7 +474,7 @@ impl StreamReader {
     /// Removes and returns everything buffered (for `start_tls`).
     #[cfg(feature = "tls")]
     pub(crate) fn take_buffered(&self) -> Vec<u8> {
-        let data = self.state.buffer.borrow_mut().take(usize::MAX);
+        let data = self.state.buffer.borrow_mut().take(usize::MAX).into();
         self.maybe_resume_transport();
         data
     }
@@ -469,5 +522,83 @@ impl fmt::Debug for StreamReader {
             info.push("paused".into());
         }
         write!(f, "<{}>", info.join(" "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A read of `data` into the buffer, as the transport makes it.
+    fn read_in(buffer: &mut Buffer, data: &[u8]) -> usize {
+        let room = buffer.reserve_for_read();
+        let spare = room.capacity() - room.len();
+        let n = data.len().min(spare);
+        room.extend_from_slice(&data[..n]);
+        buffer.note_read(n);
+        n
+    }
+
+    #[test]
+    fn small_reads_share_one_block_and_reuse_it_once_dropped() {
+        let mut buffer = Buffer::default();
+        read_in(&mut buffer, &[1; 100]);
+        let first = buffer.take(usize::MAX);
+        read_in(&mut buffer, &[2; 100]);
+        let second = buffer.take(usize::MAX);
+        // Held pieces are neighbours in one block: no block per piece.
+        assert_eq!(second.as_ptr(), first[100..].as_ptr());
+        assert_eq!((&first[..], &second[..]), (&[1; 100][..], &[2; 100][..]));
+        let block = buffer.data.as_ptr() as usize - 200;
+        drop((first, second));
+        // Once the pieces are dropped, the block is reclaimed, not replaced.
+        for _ in 0..100 {
+            read_in(&mut buffer, &[3; 1000]);
+            assert_eq!(buffer.take(usize::MAX), &[3; 1000][..]);
+        }
+        assert!((block..block + READ_ROOM_MIN).contains(&(buffer.data.as_ptr() as usize)));
+    }
+
+    #[test]
+    fn the_read_room_grows_while_reads_fill_it_and_shrinks_after() {
+        let mut buffer = Buffer::default();
+        let big = vec![7u8; 1 << 20];
+        let mut sizes = Vec::new();
+        for _ in 0..8 {
+            sizes.push(read_in(&mut buffer, &big));
+            buffer.take(usize::MAX);
+        }
+        assert_eq!(sizes[0], READ_ROOM_MIN);
+        assert_eq!(buffer.read_room, READ_ROOM_MAX);
+        assert!(sizes[7] >= READ_ROOM_MAX / 2, "{sizes:?}");
+        for _ in 0..8 {
+            read_in(&mut buffer, &[1; 10]);
+            buffer.take(usize::MAX);
+        }
+        assert_eq!(buffer.read_room, READ_ROOM_MIN);
+    }
+
+    #[test]
+    fn a_held_piece_does_not_pin_more_than_a_block() {
+        // 200 pieces of 100 bytes, each read alone and all kept: the blocks
+        // they keep alive add up to a few times their 20,000 bytes (a block
+        // per piece would be 800 KiB).
+        let mut buffer = Buffer::default();
+        let mut held = Vec::new();
+        let mut blocks = std::collections::HashSet::new();
+        for i in 0..200u8 {
+            read_in(&mut buffer, &[i; 100]);
+            let piece = buffer.take(usize::MAX);
+            blocks.insert(piece.as_ptr() as usize / READ_ROOM_MIN);
+            held.push(piece);
+        }
+        assert!(
+            blocks.len() * READ_ROOM_MIN <= 4 * 200 * 100,
+            "{} blocks",
+            blocks.len()
+        );
+        for (i, piece) in held.iter().enumerate() {
+            assert_eq!(piece, &[i as u8; 100][..]);
+        }
     }
 }

@@ -99,9 +99,7 @@ impl StreamWriter {
     /// lost. Several tasks may drain at once; all wait.
     pub async fn drain(&self) -> Result<()> {
         if let Some(reader) = &self.reader {
-            if let Some(exc) = reader.exception() {
-                return Err(exc);
-            }
+            reader.check_exception()?;
         }
         if self.transport.borrow().is_closing() {
             // Let connection_lost run, so that its error is seen.
