@@ -25,7 +25,7 @@ use asyncio_core::transports::{
 use asyncio_core::{
     Error, ErrorKind, EventLoop, Future, Registration, Result, Schedulable, Server,
 };
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::AsyncWrite;
 use tokio::net::{TcpStream, UnixStream};
 
 use crate::transport_support::{flow_called, report, warn_unclosed, FlowControl};
@@ -77,22 +77,17 @@ pub(crate) enum Stream {
     Unix(UnixStream),
 }
 
-impl tokio::io::AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Stream::poll_read(self.get_mut(), cx, buf)
-    }
-}
-
 impl Stream {
-    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match self {
-            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+    /// [`try_read_buf`](Stream::try_read_buf) into a plain buffer.
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = match self {
+            Stream::Tcp(s) => s.try_read(buf)?,
+            Stream::Unix(s) => s.try_read(buf)?,
+        };
+        if n > 0 && n < buf.len() {
+            self.clear_read_ready();
         }
+        Ok(n)
     }
 
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -102,10 +97,38 @@ impl Stream {
         }
     }
 
-    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    /// A read into `buf`'s spare room without Tokio's task bookkeeping
+    /// (budget, waker), `WouldBlock` when the socket is not known readable.
+    /// A read that leaves room unfilled drained the socket: its readiness is
+    /// forgotten (as Tokio's `poll_read` does), so that re-arming waits for
+    /// the next edge instead of trying a read that would block.
+    fn try_read_buf(&self, buf: &mut bytes::BytesMut) -> io::Result<usize> {
+        let room = buf.capacity() - buf.len();
+        let n = match self {
+            Stream::Tcp(s) => s.try_read_buf(buf)?,
+            Stream::Unix(s) => s.try_read_buf(buf)?,
+        };
+        if n > 0 && n < room {
+            self.clear_read_ready();
+        }
+        Ok(n)
+    }
+
+    fn clear_read_ready(&self) {
+        let drained = || Err::<(), _>(io::ErrorKind::WouldBlock.into());
+        let _ = match self {
+            Stream::Tcp(s) => s.try_io(tokio::io::Interest::READABLE, drained),
+            Stream::Unix(s) => s.try_io(tokio::io::Interest::READABLE, drained),
+        };
+    }
+
+    /// A write without Tokio's task bookkeeping (budget, waker): `WouldBlock`
+    /// when the socket is not known writable; then `poll_write_ready`
+    /// registers for writability.
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tcp(s) => s.try_write(buf),
+            Stream::Unix(s) => s.try_write(buf),
         }
     }
 
@@ -578,27 +601,24 @@ impl SocketTransport {
             }
         };
         let n = {
-            let mut st = self.state.borrow_mut();
-            let Some(stream) = st.stream.as_mut() else {
+            let st = self.state.borrow();
+            let Some(stream) = st.stream.as_ref() else {
                 return;
             };
-            let mut cx = Context::from_waker(self.registration.waker());
-            let mut rb = ReadBuf::new(buf);
-            match stream.poll_read(&mut cx, &mut rb) {
-                Poll::Pending => return,
-                Poll::Ready(Ok(())) => rb.filled().len(),
-                Poll::Ready(Err(e))
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                    ) =>
-                {
+            match stream.try_read(buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     drop(st);
-                    // No waker was registered for this outcome: retry soon.
+                    // Not readable after all: wait for the next edge.
+                    self.rearm_reader();
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    drop(st);
                     self.registration.schedule();
                     return;
                 }
-                Poll::Ready(Err(e)) => {
+                Err(e) => {
                     drop(st);
                     self.fatal_error(Error::from(e), "Fatal read error on socket transport");
                     return;
@@ -629,28 +649,19 @@ impl SocketTransport {
             return;
         };
         let outcome = protocol.read_into(None, |buf| {
-            let mut st = self.state.borrow_mut();
-            let Some(stream) = st.stream.as_mut() else {
+            let st = self.state.borrow();
+            let Some(stream) = st.stream.as_ref() else {
                 return ReadOutcome::Pending;
             };
-            let mut cx = Context::from_waker(self.registration.waker());
-            let mut rb = ReadBuf::new(buf);
-            match stream.poll_read(&mut cx, &mut rb) {
-                Poll::Pending => ReadOutcome::Pending,
-                Poll::Ready(Ok(())) => ReadOutcome::Read(rb.filled().len()),
-                Poll::Ready(Err(e))
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    ReadOutcome::Retry
-                }
-                Poll::Ready(Err(e)) => ReadOutcome::Failed(e),
+            match stream.try_read(buf) {
+                Ok(n) => ReadOutcome::Read(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadOutcome::Pending,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => ReadOutcome::Retry,
+                Err(e) => ReadOutcome::Failed(e),
             }
         });
         match outcome {
-            Ok(ReadOutcome::Pending) => {}
+            Ok(ReadOutcome::Pending) => self.rearm_reader(),
             Ok(ReadOutcome::Retry) => self.registration.schedule(),
             Err(e) => self.fatal_error(e, "Fatal error: protocol.get_buffer() call failed."),
             Ok(ReadOutcome::Failed(e)) => {
@@ -673,27 +684,20 @@ impl SocketTransport {
             return;
         };
         let outcome = protocol.read_into_bytes(|buf| {
-            let mut st = self.state.borrow_mut();
-            let Some(stream) = st.stream.as_mut() else {
+            let st = self.state.borrow();
+            let Some(stream) = st.stream.as_ref() else {
                 return ReadOutcome::Pending;
             };
-            let mut cx = Context::from_waker(self.registration.waker());
-            match tokio_util::io::poll_read_buf(Pin::new(stream), &mut cx, buf) {
-                Poll::Pending => ReadOutcome::Pending,
-                Poll::Ready(Ok(n)) => ReadOutcome::Read(n),
-                Poll::Ready(Err(e))
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    ReadOutcome::Retry
-                }
-                Poll::Ready(Err(e)) => ReadOutcome::Failed(e),
+            match stream.try_read_buf(buf) {
+                Ok(n) => ReadOutcome::Read(n),
+                // Not readable after all: wait for the next edge.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadOutcome::Pending,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => ReadOutcome::Retry,
+                Err(e) => ReadOutcome::Failed(e),
             }
         });
         match outcome {
-            Ok(ReadOutcome::Pending) => {}
+            Ok(ReadOutcome::Pending) => self.rearm_reader(),
             Ok(ReadOutcome::Retry) => self.registration.schedule(),
             Err(e) => self.fatal_error(e, "Fatal error: protocol.data_received() call failed."),
             Ok(ReadOutcome::Failed(e)) => {
@@ -976,12 +980,11 @@ impl WriteTransport for SocketTransport {
         }
         let mut rest = data;
         if st.buffer.is_empty() {
-            let Some(stream) = st.stream.as_mut() else {
+            let Some(stream) = st.stream.as_ref() else {
                 return Ok(());
             };
-            let mut cx = Context::from_waker(self.registration.waker());
-            match stream.poll_write(&mut cx, data) {
-                Poll::Ready(Ok(n)) => {
+            match stream.try_write(data) {
+                Ok(n) => {
                     rest = &data[n..];
                     if rest.is_empty() {
                         return Ok(());
@@ -991,8 +994,7 @@ impl WriteTransport for SocketTransport {
                         self.registration.schedule();
                     }
                 }
-                Poll::Pending => {}
-                Poll::Ready(Err(e))
+                Err(e)
                     if matches!(
                         e.kind(),
                         io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
@@ -1002,7 +1004,7 @@ impl WriteTransport for SocketTransport {
                         self.registration.schedule();
                     }
                 }
-                Poll::Ready(Err(e)) => {
+                Err(e) => {
                     drop(st);
                     self.fatal_error(Error::from(e), "Fatal write error on socket transport");
                     return Ok(());
