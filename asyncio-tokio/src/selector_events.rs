@@ -862,7 +862,10 @@ impl SocketTransport {
 impl Schedulable for SocketTransport {
     fn run(self: Rc<Self>) {
         self.read_ready();
-        self.write_ready();
+        // Most writes go out at once: nothing left to flush.
+        if !self.state.borrow().buffer.is_empty() {
+            self.write_ready();
+        }
     }
 
     /// The loop closed (or was dropped) with the transport open: CPython's

@@ -205,8 +205,9 @@ impl StreamReaderProtocol {
         &self,
         read: &mut dyn FnMut(&mut bytes::BytesMut) -> crate::protocols::ReadOutcome,
     ) -> crate::protocols::ReadOutcome {
-        match self.stream_reader() {
-            Some(reader) => reader.read_into_buffer(read),
+        let reader = self.reader.borrow().as_ref().and_then(Weak::upgrade);
+        match reader {
+            Some(state) => StreamReader::from_state(state).read_into_buffer(read),
             None => read(&mut bytes::BytesMut::with_capacity(4096)),
         }
     }

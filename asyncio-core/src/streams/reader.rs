@@ -242,8 +242,12 @@ impl StreamReader {
         if data.is_empty() || self.state.eof.get() {
             return;
         }
-        self.state.buffer.borrow_mut().extend(data);
-        self.data_added();
+        let buffered = {
+            let mut buffer = self.state.buffer.borrow_mut();
+            buffer.extend(data);
+            buffer.len()
+        };
+        self.data_added(buffered);
     }
 
     /// For a transport reading straight into this reader (as `feed_data`
@@ -256,24 +260,23 @@ impl StreamReader {
         if self.state.eof.get() {
             return read(&mut BytesMut::with_capacity(READ_ROOM_MIN));
         }
-        let outcome = {
+        let (outcome, buffered) = {
             let mut buffer = self.state.buffer.borrow_mut();
             let outcome = read(buffer.reserve_for_read());
             if let ReadOutcome::Read(n) = outcome {
                 buffer.note_read(n);
             }
-            outcome
+            (outcome, buffer.len())
         };
         if matches!(outcome, ReadOutcome::Read(n) if n > 0) {
-            self.data_added();
+            self.data_added(buffered);
         }
         outcome
     }
 
-    /// Bytes were appended: wakes the waiting read, pauses the transport
-    /// above twice the limit.
-    fn data_added(&self) {
-        let buffered = self.state.buffer.borrow().len();
+    /// Bytes were appended (`buffered` in all): wakes the waiting read,
+    /// pauses the transport above twice the limit.
+    fn data_added(&self, buffered: usize) {
         self.wakeup_waiter();
         if !self.state.paused.get() && buffered > 2 * self.state.limit {
             let transport = self.state.transport.borrow().clone();
