@@ -34,12 +34,14 @@ pub(crate) struct WaitSlot {
 
 impl WaitSlot {
     /// `True` while a wait is pending (CPython: `self._waiter is not None`).
+    #[inline]
     pub(crate) fn is_waiting(&self) -> bool {
         self.pending.get().is_some()
     }
 
     /// Ends the pending wait with `outcome` (`set_result(None)` or
     /// `set_exception(exc)` on the waiter); does nothing when none is.
+    #[inline]
     pub(crate) fn wake(&self, outcome: Result<()>) {
         let Some(number) = self.pending.take() else {
             return;
@@ -56,6 +58,7 @@ impl WaitSlot {
     /// Starts a wait for a task of `loop_`. The caller checks
     /// [`is_waiting`](WaitSlot::is_waiting) first: a second wait would take
     /// the first one's place.
+    #[inline]
     pub(crate) fn wait<'a>(&'a self, loop_: &'a EventLoop) -> SlotWait<'a> {
         let number = self.last.get() + 1;
         self.last.set(number);
@@ -86,6 +89,7 @@ impl SlotWait<'_> {
 impl std::future::Future for SlotWait<'_> {
     type Output = Result<()>;
 
+    #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
         // Awaiting another loop's future fails in CPython; checked once.
         let loop_ = self.loop_.take();

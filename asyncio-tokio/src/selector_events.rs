@@ -680,7 +680,10 @@ impl SocketTransport {
 
     /// The streams' protocol: read straight into its reader's buffer.
     fn read_into_protocol_bytes(&self) {
-        let Some(protocol) = self.current_protocol() else {
+        // Borrowed, not cloned: reading into a stream reader runs no user
+        // code (it wakes the reading task and may pause this transport).
+        let current = self.protocol.borrow();
+        let Some(protocol) = current.as_ref() else {
             return;
         };
         let outcome = protocol.read_into_bytes(|buf| {
@@ -696,6 +699,7 @@ impl SocketTransport {
                 Err(e) => ReadOutcome::Failed(e),
             }
         });
+        drop(current);
         match outcome {
             Ok(ReadOutcome::Pending) => self.rearm_reader(),
             Ok(ReadOutcome::Retry) => self.registration.schedule(),

@@ -71,6 +71,7 @@ impl Buffer {
         }
     }
     /// Removes and returns the first `n` bytes (at most all).
+    #[inline]
     fn take(&mut self, n: usize) -> Bytes {
         let n = n.min(self.len());
         if n == 0 {
@@ -198,6 +199,7 @@ impl StreamReader {
         self.state.waiter.wake(Err(exc));
     }
 
+    #[inline]
     fn wakeup_waiter(&self) {
         self.state.waiter.wake(Ok(()));
     }
@@ -214,6 +216,7 @@ impl StreamReader {
         Ok(())
     }
 
+    #[inline]
     fn maybe_resume_transport(&self) {
         if self.state.paused.get() && self.state.buffer.borrow().len() <= self.state.limit {
             self.state.paused.set(false);
@@ -276,6 +279,7 @@ impl StreamReader {
 
     /// Bytes were appended (`buffered` in all): wakes the waiting read,
     /// pauses the transport above twice the limit.
+    #[inline]
     fn data_added(&self, buffered: usize) {
         self.wakeup_waiter();
         if !self.state.paused.get() && buffered > 2 * self.state.limit {
@@ -289,6 +293,7 @@ impl StreamReader {
 
     /// CPython's `_wait_for_data`: the wait to await (not itself a
     /// coroutine, so that a read's state machine has one level less).
+    #[inline]
     fn wait_for_data(&self, func_name: &str) -> Result<SlotWait<'_>> {
         if self.state.waiter.is_waiting() {
             return Err(Error::runtime(format!(
@@ -306,6 +311,7 @@ impl StreamReader {
         Ok(self.state.waiter.wait(&self.state.loop_))
     }
 
+    #[inline]
     pub(crate) fn check_exception(&self) -> Result<()> {
         match &*self.state.exception.borrow() {
             Some(e) => Err(e.clone()),

@@ -51,6 +51,7 @@ impl StreamWriter {
 
     /// `write(data)`: at once if the buffer is empty, else buffered; follow
     /// with [`drain`](StreamWriter::drain).
+    #[inline]
     pub fn write(&self, data: &[u8]) -> Result<()> {
         self.transport.borrow().write(data)
     }
