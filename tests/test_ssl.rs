@@ -16,32 +16,7 @@ use asyncio::streams::{open_connection, open_unix_connection, start_server, star
 use asyncio::transports::{ExtraInfo, Transport};
 use asyncio::{Error, ErrorKind, EventLoop, Future, Result};
 use common::{on_loop, record_exceptions};
-use tls_common::pki;
-
-fn port_of(server: &asyncio::Server) -> u16 {
-    server.sockets()[0]
-        .getsockname()
-        .and_then(|a| a.port())
-        .unwrap()
-}
-
-/// A streams echo server over TLS: echoes lines until EOF.
-async fn echo_server(ctx: &SslContext) -> Result<asyncio::Server> {
-    start_server(
-        |reader: asyncio::StreamReader, writer: asyncio::StreamWriter| async move {
-            while let Some(line) = reader.next_line().await? {
-                writer.write(&line)?;
-                writer.drain().await?;
-            }
-            writer.close();
-            writer.wait_closed().await
-        },
-        "127.0.0.1",
-        0,
-    )
-    .ssl(ctx)
-    .await
-}
+use tls_common::{echo_server, pki, port_of};
 
 #[test]
 fn test_streams_echo_over_tls() {

@@ -48,7 +48,7 @@ use asyncio::transports::{ExtraInfo, Transport};
 use asyncio::{Error, ErrorKind, EventLoop, Future, Result, StreamProtocolRef};
 use common::{capture_logs, on_loop, record_exceptions};
 use rustls::{ClientConnection, ServerConnection, StreamOwned};
-use tls_common::pki;
+use tls_common::{echo_server, pki, port_of};
 
 /// CPython's `PAYLOAD_SIZE`.
 const PAYLOAD_SIZE: usize = 1024 * 100;
@@ -58,13 +58,6 @@ const TIMEOUT: f64 = 30.0;
 
 fn hello_msg() -> Vec<u8> {
     vec![b'1'; PAYLOAD_SIZE]
-}
-
-fn port_of(server: &asyncio::Server) -> u16 {
-    server.sockets()[0]
-        .getsockname()
-        .and_then(|a| a.port())
-        .unwrap()
 }
 
 // ===== the blocking peers (CPython's `tcp_server` and `tcp_client`) =====
@@ -282,24 +275,6 @@ async fn plain_echo_server() -> Result<asyncio::Server> {
         "127.0.0.1",
         0,
     )
-    .await
-}
-
-/// A TLS streams server that echoes lines until EOF.
-async fn tls_echo_server(ctx: &SslContext) -> Result<asyncio::Server> {
-    start_server(
-        |reader: asyncio::StreamReader, writer: asyncio::StreamWriter| async move {
-            while let Some(line) = reader.next_line().await? {
-                writer.write(&line)?;
-                writer.drain().await?;
-            }
-            writer.close();
-            writer.wait_closed().await
-        },
-        "127.0.0.1",
-        0,
-    )
-    .ssl(ctx)
     .await
 }
 
@@ -603,7 +578,7 @@ fn test_get_extra_info_on_closed_connection() {
     let pki = pki();
     let (server_ctx, client_ctx) = (pki.server(), pki.client());
     on_loop(move |loop_| async move {
-        let server = tls_echo_server(&server_ctx).await?;
+        let server = echo_server(&server_ctx).await?;
         let (tr, proto) = tls_recorder(&loop_, port_of(&server), &client_ctx).await?;
         let all: Vec<_> = EXTRA_NAMES.iter().map(|&n| (n, true)).collect();
         assert_eq!(extra_present(&*tr), all);
@@ -642,7 +617,7 @@ fn test_set_new_app_protocol() {
     let pki = pki();
     let (server_ctx, client_ctx) = (pki.server(), pki.client());
     on_loop(move |loop_| async move {
-        let server = tls_echo_server(&server_ctx).await?;
+        let server = echo_server(&server_ctx).await?;
         let (tr, old) = tls_recorder(&loop_, port_of(&server), &client_ctx).await?;
         let new = Rc::new(Recorder::new(&loop_));
         let new_ref = StreamProtocolRef::new(new.clone());

@@ -54,7 +54,7 @@
 //! }
 //! ```
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::cell::RefMut;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -203,7 +203,7 @@ trait StreamCalls {
     fn buffer_updated(&self, nbytes: usize) -> Result<()>;
     fn read_into_bytes(
         &self,
-        _read: &mut dyn FnMut(&mut BytesMut) -> ReadOutcome,
+        _read: &mut dyn FnMut(&mut ReadRoom<'_>) -> ReadOutcome,
     ) -> Result<ReadOutcome> {
         Ok(ReadOutcome::Pending)
     }
@@ -212,6 +212,13 @@ trait StreamCalls {
     fn pause_writing(&self) -> Result<()>;
     fn resume_writing(&self) -> Result<()>;
 }
+
+/// The room one read straight into a stream reader may fill (see
+/// [`StreamProtocolRef::read_into_bytes`]): the reader's buffer, capped at
+/// the size the reader wants this read to be. Read into
+/// `chunk_mut()` and `advance_mut(n)`, or hand it to Tokio's
+/// `try_read_buf`.
+pub type ReadRoom<'a> = bytes::buf::Limit<&'a mut BytesMut>;
 
 /// What a read into a protocol's buffer gave (see [`StreamProtocolRef::read_into`]).
 #[derive(Debug)]
@@ -228,46 +235,6 @@ pub enum ReadOutcome {
 
 struct Streaming<P>(Rc<P>);
 struct BufferedShim<P>(Rc<P>);
-/// The streams' protocol, whose reader the transport reads into directly.
-struct StreamReaderShim(Rc<StreamReaderProtocol>);
-
-impl StreamCalls for StreamReaderShim {
-    fn connection_made(&self, transport: Rc<dyn Transport>) -> Result<()> {
-        Protocol::connection_made(&self.0, transport)
-    }
-    fn data_received(&self, data: &[u8]) -> Result<()> {
-        self.0.data_received(data)
-    }
-    fn read_into(
-        &self,
-        _sizehint: Option<usize>,
-        _read: &mut dyn FnMut(&mut [u8]) -> ReadOutcome,
-    ) -> Result<ReadOutcome> {
-        Ok(ReadOutcome::Pending)
-    }
-    fn buffer_updated(&self, _nbytes: usize) -> Result<()> {
-        Ok(())
-    }
-    fn read_into_bytes(
-        &self,
-        read: &mut dyn FnMut(&mut BytesMut) -> ReadOutcome,
-    ) -> Result<ReadOutcome> {
-        Ok(self.0.read_into_reader(read))
-    }
-    fn eof_received(&self) -> Result<bool> {
-        Protocol::eof_received(&self.0)
-    }
-    fn connection_lost(&self, exc: Option<Error>) -> Result<()> {
-        self.0.connection_lost(exc)
-    }
-    fn pause_writing(&self) -> Result<()> {
-        self.0.pause_writing()
-    }
-    fn resume_writing(&self) -> Result<()> {
-        self.0.resume_writing()
-    }
-}
-
 impl<P: Protocol> StreamCalls for Streaming<P> {
     fn connection_made(&self, transport: Rc<dyn Transport>) -> Result<()> {
         Protocol::connection_made(&self.0, transport)
@@ -284,6 +251,17 @@ impl<P: Protocol> StreamCalls for Streaming<P> {
     }
     fn buffer_updated(&self, _nbytes: usize) -> Result<()> {
         Ok(())
+    }
+    /// The streams' protocol takes reads straight into its reader (the
+    /// type test is resolved at compile time for each `P`).
+    fn read_into_bytes(
+        &self,
+        read: &mut dyn FnMut(&mut ReadRoom<'_>) -> ReadOutcome,
+    ) -> Result<ReadOutcome> {
+        match (&*self.0 as &dyn Any).downcast_ref::<StreamReaderProtocol>() {
+            Some(streams) => Ok(streams.read_into_reader(read)),
+            None => Ok(ReadOutcome::Pending),
+        }
     }
     fn eof_received(&self) -> Result<bool> {
         Protocol::eof_received(&self.0)
@@ -370,17 +348,11 @@ fn guarded<R>(f: impl FnOnce() -> Result<R>) -> Result<R> {
 impl StreamProtocolRef {
     /// Wraps a shared [`Protocol`].
     pub fn new<P: Protocol>(protocol: Rc<P>) -> StreamProtocolRef {
-        let any: Rc<dyn Any> = protocol.clone();
-        let (calls, reads_into_bytes): (Rc<dyn StreamCalls>, bool) =
-            match any.clone().downcast::<StreamReaderProtocol>() {
-                Ok(streams) => (Rc::new(StreamReaderShim(streams)), true),
-                Err(_) => (Rc::new(Streaming(protocol)), false),
-            };
         StreamProtocolRef {
-            calls,
-            any,
+            calls: Rc::new(Streaming(protocol.clone())),
+            any: protocol,
             buffered: false,
-            reads_into_bytes,
+            reads_into_bytes: TypeId::of::<P>() == TypeId::of::<StreamReaderProtocol>(),
             name: std::any::type_name::<P>(),
         }
     }
@@ -419,7 +391,7 @@ impl StreamProtocolRef {
     /// Other protocols: `Pending`.
     pub fn read_into_bytes(
         &self,
-        mut read: impl FnMut(&mut BytesMut) -> ReadOutcome,
+        mut read: impl FnMut(&mut ReadRoom<'_>) -> ReadOutcome,
     ) -> Result<ReadOutcome> {
         guarded(|| self.calls.read_into_bytes(&mut read))
     }

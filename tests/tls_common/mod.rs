@@ -137,3 +137,29 @@ impl Pki {
         ctx
     }
 }
+
+/// The port a server listens on.
+pub fn port_of(server: &asyncio::Server) -> u16 {
+    server.sockets()[0]
+        .getsockname()
+        .and_then(|a| a.port())
+        .unwrap()
+}
+
+/// A streams echo server over TLS: echoes lines until EOF.
+pub async fn echo_server(ctx: &SslContext) -> asyncio::Result<asyncio::Server> {
+    asyncio::streams::start_server(
+        |reader: asyncio::StreamReader, writer: asyncio::StreamWriter| async move {
+            while let Some(line) = reader.next_line().await? {
+                writer.write(&line)?;
+                writer.drain().await?;
+            }
+            writer.close();
+            writer.wait_closed().await
+        },
+        "127.0.0.1",
+        0,
+    )
+    .ssl(ctx)
+    .await
+}

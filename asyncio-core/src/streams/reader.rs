@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::base_events::EventLoop;
 use crate::exceptions::{Error, ErrorKind, Result};
-use crate::protocols::ReadOutcome;
+use crate::protocols::{ReadOutcome, ReadRoom};
 use crate::transports::Transport;
 use crate::wait_slot::{SlotWait, WaitSlot};
 
@@ -28,6 +28,8 @@ const READ_ROOM_MAX: usize = 64 * 1024;
 struct Buffer {
     data: BytesMut,
     read_room: usize,
+    /// The most bytes buffered since the current block was made.
+    peak: usize,
 }
 
 impl Default for Buffer {
@@ -35,6 +37,7 @@ impl Default for Buffer {
         Buffer {
             data: BytesMut::new(),
             read_room: READ_ROOM_MIN,
+            peak: 0,
         }
     }
 }
@@ -51,15 +54,27 @@ impl Buffer {
     }
     fn extend(&mut self, data: &[u8]) {
         self.data.extend_from_slice(data);
+        self.peak = self.peak.max(self.data.len());
     }
     /// Makes room for a read straight into the buffer: at least half the
     /// read room (so the space freed by reads is reclaimed only every few
-    /// reads), a full room when it has to be made.
-    fn reserve_for_read(&mut self) -> &mut BytesMut {
-        if self.data.capacity() - self.data.len() < self.read_room / 2 {
+    /// reads), a full room when it has to be made. A block grown for far
+    /// more than the buffer now holds (a large `readexactly`, a consumer
+    /// that fell behind) is left once the buffer is nearly empty, so that
+    /// it is neither kept for the life of the connection nor pinned by the
+    /// small pieces read after it.
+    fn reserve_for_read(&mut self) -> ReadRoom<'_> {
+        let len = self.data.len();
+        if self.peak > READ_ROOM_MAX && len <= READ_ROOM_MIN {
+            let mut fresh = BytesMut::with_capacity(len + self.read_room);
+            fresh.extend_from_slice(&self.data);
+            self.data = fresh;
+            self.peak = len;
+        } else if self.data.capacity() - len < self.read_room / 2 {
             self.data.reserve(self.read_room);
         }
-        &mut self.data
+        let room = self.read_room;
+        bytes::BufMut::limit(&mut self.data, room)
     }
     /// A read brought `n` bytes: the room grows while reads fill it and
     /// shrinks when they bring far less.
@@ -69,6 +84,7 @@ impl Buffer {
         } else if n < self.read_room / 4 {
             self.read_room = (self.read_room / 2).max(READ_ROOM_MIN);
         }
+        self.peak = self.peak.max(self.data.len());
     }
     /// Removes and returns the first `n` bytes (at most all).
     #[inline]
@@ -258,14 +274,15 @@ impl StreamReader {
     /// appends what it reads. Bytes read after `feed_eof` are dropped.
     pub(crate) fn read_into_buffer(
         &self,
-        read: &mut dyn FnMut(&mut BytesMut) -> ReadOutcome,
+        read: &mut dyn FnMut(&mut ReadRoom<'_>) -> ReadOutcome,
     ) -> ReadOutcome {
         if self.state.eof.get() {
-            return read(&mut BytesMut::with_capacity(READ_ROOM_MIN));
+            let mut scratch = BytesMut::with_capacity(READ_ROOM_MIN);
+            return read(&mut bytes::BufMut::limit(&mut scratch, READ_ROOM_MIN));
         }
         let (outcome, buffered) = {
             let mut buffer = self.state.buffer.borrow_mut();
-            let outcome = read(buffer.reserve_for_read());
+            let outcome = read(&mut buffer.reserve_for_read());
             if let ReadOutcome::Read(n) = outcome {
                 buffer.note_read(n);
             }
@@ -540,10 +557,10 @@ mod tests {
 
     /// A read of `data` into the buffer, as the transport makes it.
     fn read_in(buffer: &mut Buffer, data: &[u8]) -> usize {
-        let room = buffer.reserve_for_read();
-        let spare = room.capacity() - room.len();
-        let n = data.len().min(spare);
-        room.extend_from_slice(&data[..n]);
+        use bytes::BufMut;
+        let mut room = buffer.reserve_for_read();
+        let n = data.len().min(room.chunk_mut().len());
+        room.put_slice(&data[..n]);
         buffer.note_read(n);
         n
     }
@@ -585,6 +602,43 @@ mod tests {
             buffer.take(usize::MAX);
         }
         assert_eq!(buffer.read_room, READ_ROOM_MIN);
+    }
+
+    #[test]
+    fn a_block_grown_for_a_large_read_is_left_once_the_buffer_drains() {
+        let mut buffer = Buffer::default();
+        // A megabyte buffered before it is read (a `readexactly(1 << 20)`).
+        let big = vec![5u8; 1 << 20];
+        let mut buffered = 0;
+        while buffered < big.len() {
+            buffered += read_in(&mut buffer, &big[buffered..]);
+        }
+        assert!(buffer.data.capacity() >= 1 << 20);
+        let body = buffer.take(usize::MAX);
+        assert_eq!(body.len(), 1 << 20);
+        // The body still holds the big block; small reads after it use a
+        // block of their own, so a kept line does not pin the megabyte.
+        read_in(&mut buffer, b"line\n");
+        let line = buffer.take(usize::MAX);
+        assert!(buffer.data.capacity() <= 2 * READ_ROOM_MAX);
+        let in_body = body.as_ptr_range();
+        assert!(!in_body.contains(&line.as_ptr()));
+        drop(body);
+        for _ in 0..50 {
+            read_in(&mut buffer, &[1; 100]);
+            buffer.take(usize::MAX);
+        }
+        assert!(buffer.data.capacity() <= 2 * READ_ROOM_MAX);
+    }
+
+    #[test]
+    fn one_read_fills_at_most_the_read_room() {
+        let mut buffer = Buffer::default();
+        let big = vec![9u8; 1 << 20];
+        // Filling a whole room doubles it, up to 64 KiB, never more.
+        let sizes: Vec<usize> = (0..10).map(|_| read_in(&mut buffer, &big)).collect();
+        assert!(sizes.iter().all(|&n| n <= READ_ROOM_MAX), "{sizes:?}");
+        assert_eq!(sizes[0], READ_ROOM_MIN);
     }
 
     #[test]
