@@ -203,7 +203,7 @@ trait StreamCalls {
     fn buffer_updated(&self, nbytes: usize) -> Result<()>;
     fn read_into_bytes(
         &self,
-        _read: &mut dyn FnMut(&mut ReadRoom<'_>) -> ReadOutcome,
+        _read: &mut dyn FnMut(&mut ReadRoom) -> ReadOutcome,
     ) -> Result<ReadOutcome> {
         Ok(ReadOutcome::Pending)
     }
@@ -214,11 +214,11 @@ trait StreamCalls {
 }
 
 /// The room one read straight into a stream reader may fill (see
-/// [`StreamProtocolRef::read_into_bytes`]): the reader's buffer, capped at
-/// the size the reader wants this read to be. Read into
-/// `chunk_mut()` and `advance_mut(n)`, or hand it to Tokio's
-/// `try_read_buf`.
-pub type ReadRoom<'a> = bytes::buf::Limit<&'a mut BytesMut>;
+/// [`StreamProtocolRef::read_into_bytes`]): the reader's buffer, whose spare
+/// capacity is the size the reader wants the read to be (at most 256 KiB,
+/// CPython's `max_size`). Read into `chunk_mut()` and `advance_mut(n)`, or
+/// hand it to Tokio's `try_read_buf`.
+pub type ReadRoom = BytesMut;
 
 /// What a read into a protocol's buffer gave (see [`StreamProtocolRef::read_into`]).
 #[derive(Debug)]
@@ -256,7 +256,7 @@ impl<P: Protocol> StreamCalls for Streaming<P> {
     /// type test is resolved at compile time for each `P`).
     fn read_into_bytes(
         &self,
-        read: &mut dyn FnMut(&mut ReadRoom<'_>) -> ReadOutcome,
+        read: &mut dyn FnMut(&mut ReadRoom) -> ReadOutcome,
     ) -> Result<ReadOutcome> {
         match (&*self.0 as &dyn Any).downcast_ref::<StreamReaderProtocol>() {
             Some(streams) => Ok(streams.read_into_reader(read)),
@@ -391,7 +391,7 @@ impl StreamProtocolRef {
     /// Other protocols: `Pending`.
     pub fn read_into_bytes(
         &self,
-        mut read: impl FnMut(&mut ReadRoom<'_>) -> ReadOutcome,
+        mut read: impl FnMut(&mut ReadRoom) -> ReadOutcome,
     ) -> Result<ReadOutcome> {
         guarded(|| self.calls.read_into_bytes(&mut read))
     }

@@ -102,8 +102,9 @@ impl Stream {
     /// A read that leaves room unfilled drained the socket: its readiness is
     /// forgotten (as Tokio's `poll_read` does), so that re-arming waits for
     /// the next edge instead of trying a read that would block.
-    fn try_read_buf(&self, buf: &mut asyncio_core::protocols::ReadRoom<'_>) -> io::Result<usize> {
-        let room = bytes::BufMut::chunk_mut(buf).len();
+    #[inline]
+    fn try_read_buf(&self, buf: &mut asyncio_core::protocols::ReadRoom) -> io::Result<usize> {
+        let room = buf.capacity() - buf.len();
         let n = match self {
             Stream::Tcp(s) => s.try_read_buf(buf)?,
             Stream::Unix(s) => s.try_read_buf(buf)?,

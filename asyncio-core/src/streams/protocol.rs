@@ -203,15 +203,12 @@ impl StreamReaderProtocol {
     /// buffer (or to a scratch buffer, dropped, when there is no reader).
     pub(crate) fn read_into_reader(
         &self,
-        read: &mut dyn FnMut(&mut crate::protocols::ReadRoom<'_>) -> crate::protocols::ReadOutcome,
+        read: &mut dyn FnMut(&mut crate::protocols::ReadRoom) -> crate::protocols::ReadOutcome,
     ) -> crate::protocols::ReadOutcome {
         let reader = self.reader.borrow().as_ref().and_then(Weak::upgrade);
         match reader {
             Some(state) => StreamReader::from_state(state).read_into_buffer(read),
-            None => {
-                let mut scratch = bytes::BytesMut::with_capacity(4096);
-                read(&mut bytes::BufMut::limit(&mut scratch, 4096))
-            }
+            None => read(&mut bytes::BytesMut::with_capacity(4096)),
         }
     }
 

@@ -21,6 +21,8 @@ pub const DEFAULT_LIMIT: usize = 64 * 1024;
 /// at most a few times its own size.
 const READ_ROOM_MIN: usize = 4 * 1024;
 const READ_ROOM_MAX: usize = 64 * 1024;
+/// The most one read may bring (CPython's `max_size`, 256 KiB).
+const READ_MAX: usize = 256 * 1024;
 
 /// The bytes received and not read yet. Reads split their bytes off its
 /// front without copying (a [`Bytes`] sharing the allocation); once those
@@ -63,7 +65,7 @@ impl Buffer {
     /// that fell behind) is left once the buffer is nearly empty, so that
     /// it is neither kept for the life of the connection nor pinned by the
     /// small pieces read after it.
-    fn reserve_for_read(&mut self) -> ReadRoom<'_> {
+    fn reserve_for_read(&mut self) -> &mut ReadRoom {
         let len = self.data.len();
         if self.peak > READ_ROOM_MAX && len <= READ_ROOM_MIN {
             let mut fresh = BytesMut::with_capacity(len + self.read_room);
@@ -73,8 +75,13 @@ impl Buffer {
         } else if self.data.capacity() - len < self.read_room / 2 {
             self.data.reserve(self.read_room);
         }
-        let room = self.read_room;
-        bytes::BufMut::limit(&mut self.data, room)
+        // A read fills the spare capacity: no more than CPython's
+        // `max_size` of a big block (its tail is let go, not the block).
+        if self.data.capacity() - self.data.len() > READ_MAX {
+            let end = self.data.len() + self.read_room;
+            drop(self.data.split_off(end));
+        }
+        &mut self.data
     }
     /// A read brought `n` bytes: the room grows while reads fill it and
     /// shrinks when they bring far less.
@@ -134,8 +141,9 @@ pub(crate) struct ReaderState {
 /// Reads give [`Bytes`] (Python's `bytes`): pieces split off the reader's
 /// buffer, which the transport reads into directly, so no byte is copied
 /// between the socket and the caller. A piece keeps alive the block of the
-/// buffer it came from (4 to 64 KiB, shared with its neighbours); copy it
-/// (`to_vec()`) to hold many small pieces for long.
+/// buffer it came from (4 to 64 KiB for pieces of a stream read as it
+/// comes, shared with their neighbours; a large read's piece is most of its
+/// own block); copy it (`to_vec()`) to hold many small pieces for long.
 ///
 /// A cheap handle: clones share the reader. Only one coroutine may wait for
 /// data at a time (`RuntimeError("read() called while another coroutine is
@@ -274,15 +282,14 @@ impl StreamReader {
     /// appends what it reads. Bytes read after `feed_eof` are dropped.
     pub(crate) fn read_into_buffer(
         &self,
-        read: &mut dyn FnMut(&mut ReadRoom<'_>) -> ReadOutcome,
+        read: &mut dyn FnMut(&mut ReadRoom) -> ReadOutcome,
     ) -> ReadOutcome {
         if self.state.eof.get() {
-            let mut scratch = BytesMut::with_capacity(READ_ROOM_MIN);
-            return read(&mut bytes::BufMut::limit(&mut scratch, READ_ROOM_MIN));
+            return read(&mut BytesMut::with_capacity(READ_ROOM_MIN));
         }
         let (outcome, buffered) = {
             let mut buffer = self.state.buffer.borrow_mut();
-            let outcome = read(&mut buffer.reserve_for_read());
+            let outcome = read(buffer.reserve_for_read());
             if let ReadOutcome::Read(n) = outcome {
                 buffer.note_read(n);
             }
@@ -557,10 +564,9 @@ mod tests {
 
     /// A read of `data` into the buffer, as the transport makes it.
     fn read_in(buffer: &mut Buffer, data: &[u8]) -> usize {
-        use bytes::BufMut;
-        let mut room = buffer.reserve_for_read();
-        let n = data.len().min(room.chunk_mut().len());
-        room.put_slice(&data[..n]);
+        let room = buffer.reserve_for_read();
+        let n = data.len().min(room.capacity() - room.len());
+        room.extend_from_slice(&data[..n]);
         buffer.note_read(n);
         n
     }
@@ -632,12 +638,13 @@ mod tests {
     }
 
     #[test]
-    fn one_read_fills_at_most_the_read_room() {
+    fn one_read_brings_at_most_256_kib() {
         let mut buffer = Buffer::default();
         let big = vec![9u8; 1 << 20];
-        // Filling a whole room doubles it, up to 64 KiB, never more.
-        let sizes: Vec<usize> = (0..10).map(|_| read_in(&mut buffer, &big)).collect();
-        assert!(sizes.iter().all(|&n| n <= READ_ROOM_MAX), "{sizes:?}");
+        // Kept, not read: the buffer grows to megabytes, each read does not.
+        let sizes: Vec<usize> = (0..40).map(|_| read_in(&mut buffer, &big)).collect();
+        assert!(buffer.len() > 2 << 20);
+        assert!(sizes.iter().all(|&n| n <= READ_MAX), "{sizes:?}");
         assert_eq!(sizes[0], READ_ROOM_MIN);
     }
 
