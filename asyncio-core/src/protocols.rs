@@ -233,6 +233,20 @@ pub enum ReadOutcome {
     Failed(std::io::Error),
 }
 
+impl ReadOutcome {
+    /// The outcome of a non-blocking read: `WouldBlock` is `Pending`,
+    /// `Interrupted` is `Retry`.
+    #[inline]
+    pub fn from_io(read: std::io::Result<usize>) -> ReadOutcome {
+        match read {
+            Ok(n) => ReadOutcome::Read(n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => ReadOutcome::Pending,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => ReadOutcome::Retry,
+            Err(e) => ReadOutcome::Failed(e),
+        }
+    }
+}
+
 struct Streaming<P>(Rc<P>);
 struct BufferedShim<P>(Rc<P>);
 impl<P: Protocol> StreamCalls for Streaming<P> {

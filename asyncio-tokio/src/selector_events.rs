@@ -654,28 +654,40 @@ impl SocketTransport {
             let Some(stream) = st.stream.as_ref() else {
                 return ReadOutcome::Pending;
             };
-            match stream.try_read(buf) {
-                Ok(n) => ReadOutcome::Read(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadOutcome::Pending,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => ReadOutcome::Retry,
-                Err(e) => ReadOutcome::Failed(e),
-            }
+            ReadOutcome::from_io(stream.try_read(buf))
         });
+        self.finish_read(
+            outcome,
+            "Fatal error: protocol.get_buffer() call failed.",
+            |n| {
+                protocol
+                    .buffer_updated(n)
+                    .map_err(|e| (e, "Fatal error: protocol.buffer_updated() call failed."))
+            },
+        );
+    }
+
+    /// What follows a read into a protocol's buffer: re-arm, retry, EOF,
+    /// or a fatal error; `delivered` tells the protocol about `n` bytes.
+    #[inline]
+    fn finish_read(
+        &self,
+        outcome: Result<ReadOutcome>,
+        call_failed: &'static str,
+        delivered: impl FnOnce(usize) -> std::result::Result<(), (Error, &'static str)>,
+    ) {
         match outcome {
             Ok(ReadOutcome::Pending) => self.rearm_reader(),
             Ok(ReadOutcome::Retry) => self.registration.schedule(),
-            Err(e) => self.fatal_error(e, "Fatal error: protocol.get_buffer() call failed."),
+            Err(e) => self.fatal_error(e, call_failed),
             Ok(ReadOutcome::Failed(e)) => {
                 self.fatal_error(Error::from(e), "Fatal read error on socket transport")
             }
             Ok(ReadOutcome::Read(0)) => self.on_eof(),
-            Ok(ReadOutcome::Read(n)) => {
-                if let Err(e) = protocol.buffer_updated(n) {
-                    self.fatal_error(e, "Fatal error: protocol.buffer_updated() call failed.");
-                    return;
-                }
-                self.rearm_reader();
-            }
+            Ok(ReadOutcome::Read(n)) => match delivered(n) {
+                Ok(()) => self.rearm_reader(),
+                Err((e, message)) => self.fatal_error(e, message),
+            },
         }
     }
 
@@ -692,25 +704,15 @@ impl SocketTransport {
             let Some(stream) = st.stream.as_ref() else {
                 return ReadOutcome::Pending;
             };
-            match stream.try_read_buf(buf) {
-                Ok(n) => ReadOutcome::Read(n),
-                // Not readable after all: wait for the next edge.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadOutcome::Pending,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => ReadOutcome::Retry,
-                Err(e) => ReadOutcome::Failed(e),
-            }
+            ReadOutcome::from_io(stream.try_read_buf(buf))
         });
         drop(current);
-        match outcome {
-            Ok(ReadOutcome::Pending) => self.rearm_reader(),
-            Ok(ReadOutcome::Retry) => self.registration.schedule(),
-            Err(e) => self.fatal_error(e, "Fatal error: protocol.data_received() call failed."),
-            Ok(ReadOutcome::Failed(e)) => {
-                self.fatal_error(Error::from(e), "Fatal read error on socket transport")
-            }
-            Ok(ReadOutcome::Read(0)) => self.on_eof(),
-            Ok(ReadOutcome::Read(_)) => self.rearm_reader(),
-        }
+        // The reader was told of the bytes as they were read.
+        self.finish_read(
+            outcome,
+            "Fatal error: protocol.data_received() call failed.",
+            |_| Ok(()),
+        );
     }
 
     fn on_eof(&self) {
