@@ -55,24 +55,34 @@ impl Buffer {
         self.data.is_empty()
     }
     fn extend(&mut self, data: &[u8]) {
+        self.leave_oversized_block(data.len());
         self.data.extend_from_slice(data);
         self.peak = self.peak.max(self.data.len());
     }
+    /// A block grown for far more than the buffer now holds (a large
+    /// `readexactly`, a consumer that fell behind) is left once the buffer
+    /// is nearly empty, so that it is neither kept for the life of the
+    /// connection nor pinned by the small pieces read after it. Returns
+    /// whether a fresh block (with room for `room` more bytes) was made.
+    fn leave_oversized_block(&mut self, room: usize) -> bool {
+        let len = self.data.len();
+        if self.peak <= READ_ROOM_MAX || len > READ_ROOM_MIN {
+            return false;
+        }
+        let mut fresh = BytesMut::with_capacity(len + room);
+        fresh.extend_from_slice(&self.data);
+        self.data = fresh;
+        self.peak = len;
+        true
+    }
     /// Makes room for a read straight into the buffer: at least half the
     /// read room (so the space freed by reads is reclaimed only every few
-    /// reads), a full room when it has to be made. A block grown for far
-    /// more than the buffer now holds (a large `readexactly`, a consumer
-    /// that fell behind) is left once the buffer is nearly empty, so that
-    /// it is neither kept for the life of the connection nor pinned by the
-    /// small pieces read after it.
+    /// reads), a full room when it has to be made; an oversized block is
+    /// left first.
     fn reserve_for_read(&mut self) -> &mut ReadRoom {
-        let len = self.data.len();
-        if self.peak > READ_ROOM_MAX && len <= READ_ROOM_MIN {
-            let mut fresh = BytesMut::with_capacity(len + self.read_room);
-            fresh.extend_from_slice(&self.data);
-            self.data = fresh;
-            self.peak = len;
-        } else if self.data.capacity() - len < self.read_room / 2 {
+        if !self.leave_oversized_block(self.read_room)
+            && self.data.capacity() - self.data.len() < self.read_room / 2
+        {
             self.data.reserve(self.read_room);
         }
         // A read fills the spare capacity: no more than CPython's
@@ -626,6 +636,7 @@ mod tests {
         // block of their own, so a kept line does not pin the megabyte.
         read_in(&mut buffer, b"line\n");
         let line = buffer.take(usize::MAX);
+        assert_eq!(line, "line\n");
         assert!(buffer.data.capacity() <= 2 * READ_ROOM_MAX);
         let in_body = body.as_ptr_range();
         assert!(!in_body.contains(&line.as_ptr()));
@@ -634,6 +645,21 @@ mod tests {
             read_in(&mut buffer, &[1; 100]);
             buffer.take(usize::MAX);
         }
+        assert!(buffer.data.capacity() <= 2 * READ_ROOM_MAX);
+    }
+
+    #[test]
+    fn fed_bytes_leave_an_oversized_block_too() {
+        // The TLS and pipe transports feed copies: the same rule applies.
+        let mut buffer = Buffer::default();
+        let big = vec![5u8; 1 << 20];
+        buffer.extend(&big);
+        let body = buffer.take(usize::MAX);
+        buffer.extend(b"line\n");
+        let line = buffer.take(usize::MAX);
+        assert_eq!(line, "line\n");
+        assert_eq!(body.len(), 1 << 20);
+        assert!(!body.as_ptr_range().contains(&line.as_ptr()));
         assert!(buffer.data.capacity() <= 2 * READ_ROOM_MAX);
     }
 
