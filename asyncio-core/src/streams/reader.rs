@@ -64,16 +64,21 @@ impl Buffer {
     /// is nearly empty, so that it is neither kept for the life of the
     /// connection nor pinned by the small pieces read after it. Returns
     /// whether a fresh block (with room for `room` more bytes) was made.
+    #[inline]
     fn leave_oversized_block(&mut self, room: usize) -> bool {
-        let len = self.data.len();
-        if self.peak <= READ_ROOM_MAX || len > READ_ROOM_MIN {
+        if self.peak <= READ_ROOM_MAX || self.data.len() > READ_ROOM_MIN {
             return false;
         }
+        self.move_to_fresh_block(room);
+        true
+    }
+    #[cold]
+    fn move_to_fresh_block(&mut self, room: usize) {
+        let len = self.data.len();
         let mut fresh = BytesMut::with_capacity(len + room);
         fresh.extend_from_slice(&self.data);
         self.data = fresh;
         self.peak = len;
-        true
     }
     /// Makes room for a read straight into the buffer: at least half the
     /// read room (so the space freed by reads is reclaimed only every few
